@@ -1,0 +1,72 @@
+# Kybernate — the targets a user expects. Everything real happens in Meson
+# (C build, generated protobuf-c code, unit tests) and pytest (integration).
+SHELL      := /bin/bash
+BUILD_DIR  ?= build
+ASAN_DIR   ?= build-asan
+PYTHON     ?= /usr/bin/python3
+MESON      ?= meson
+PYTEST_ARGS ?=
+
+C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+
+.PHONY: all help setup generate build build-asan test unit integration demo bench \
+        fmt fmt-check lint clean
+
+all: build
+
+help:
+	@echo "make setup       install build/test dependencies (idempotent, needs root)"
+	@echo "make build       build all binaries into $(BUILD_DIR)/"
+	@echo "make generate    generate protobuf-c code (done by build too)"
+	@echo "make test        setup + sanitizer build + unit and integration tests"
+	@echo "make demo        setup + build + local checkpoint/restore demo"
+	@echo "make bench       run benchmarks, print ratio tables"
+	@echo "make fmt         reformat C sources with clang-format"
+	@echo "make lint        clang-format check"
+	@echo "make clean       remove build directories"
+
+setup:
+	scripts/setup.sh
+
+$(BUILD_DIR)/build.ninja:
+	$(MESON) setup $(BUILD_DIR)
+
+$(ASAN_DIR)/build.ninja:
+	$(MESON) setup $(ASAN_DIR) -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+
+generate: $(BUILD_DIR)/build.ninja
+	ninja -C $(BUILD_DIR) agent-pb-c
+
+build: $(BUILD_DIR)/build.ninja
+	ninja -C $(BUILD_DIR)
+
+build-asan: $(ASAN_DIR)/build.ninja
+	ninja -C $(ASAN_DIR)
+
+unit: build-asan
+	$(MESON) test -C $(ASAN_DIR) --print-errorlogs --suite unit
+
+integration: build-asan
+	KYB_BUILD_DIR=$(abspath $(ASAN_DIR)) $(PYTHON) -m pytest -ra $(PYTEST_ARGS) tests
+
+test: setup lint
+	$(MAKE) unit
+	$(MAKE) integration
+
+demo: setup build
+	scripts/demo.sh $(BUILD_DIR)
+
+bench: setup build
+	scripts/bench.sh $(BUILD_DIR)
+
+fmt:
+	clang-format -i $(C_SOURCES)
+
+fmt-check lint:
+	@out=$$(clang-format --dry-run $(C_SOURCES) 2>&1); \
+	if [ -n "$$out" ]; then echo "$$out" | head -40; \
+	  echo "clang-format: sources are not formatted; run 'make fmt'"; exit 1; fi
+	@echo "clang-format: $(words $(C_SOURCES)) files clean"
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR)
