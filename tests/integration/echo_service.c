@@ -15,7 +15,8 @@ static void sleep_ms(unsigned ms)
 
 static int echo_stats(echo_state *st, Kybernate__Test__V1__EchoReply *reply)
 {
-        if (asprintf(&reply->text, "calls=%u waits_cancelled=%u", atomic_load(&st->calls),
+        if (asprintf(&reply->text, "calls=%u waits_active=%u waits_cancelled=%u",
+                     atomic_load(&st->calls), atomic_load(&st->waits_active),
                      atomic_load(&st->waits_cancelled)) < 0)
                 return -ENOMEM;
         return 0;
@@ -82,10 +83,12 @@ static int wait_call(kyb_rpc_call *call, const ProtobufCMessage *request,
         bool cancelled = false;
 
         atomic_fetch_add(&st->calls, 1);
+        atomic_fetch_add(&st->waits_active, 1);
         for (uint32_t waited = 0; waited < req->max_ms && !cancelled; waited += 5) {
                 sleep_ms(5);
                 cancelled = kyb_rpc_call_cancelled(call);
         }
+        atomic_fetch_sub(&st->waits_active, 1);
         if (cancelled) {
                 atomic_fetch_add(&st->waits_cancelled, 1);
                 return kyb_error_setf(err, ECANCELED, "wait: cancelled");
@@ -99,13 +102,13 @@ static int wait_call(kyb_rpc_call *call, const ProtobufCMessage *request,
 }
 
 const kyb_rpc_method echo_methods[ECHO_N_METHODS] = {
-        {.path = "/kybernate.test.v1.Echo/Echo",
-         .request_type = &kybernate__test__v1__echo_request__descriptor,
-         .unary = echo},
-        {.path = "/kybernate.test.v1.Echo/Count",
-         .request_type = &kybernate__test__v1__count_request__descriptor,
-         .stream = count},
-        {.path = "/kybernate.test.v1.Echo/Wait",
-         .request_type = &kybernate__test__v1__wait_request__descriptor,
-         .unary = wait_call},
+    {.path = "/kybernate.test.v1.Echo/Echo",
+     .request_type = &kybernate__test__v1__echo_request__descriptor,
+     .unary = echo},
+    {.path = "/kybernate.test.v1.Echo/Count",
+     .request_type = &kybernate__test__v1__count_request__descriptor,
+     .stream = count},
+    {.path = "/kybernate.test.v1.Echo/Wait",
+     .request_type = &kybernate__test__v1__wait_request__descriptor,
+     .unary = wait_call},
 };

@@ -9,6 +9,7 @@
 typedef struct echo_state {
         atomic_uint waits_cancelled; /* Wait handlers that saw cancellation */
         atomic_uint calls;           /* handlers entered */
+        atomic_uint waits_active;    /* Wait handlers running now */
 } echo_state;
 
 #define ECHO_N_METHODS 3

@@ -69,8 +69,8 @@ static int do_count(kyb_rpc_client *c, unsigned n, unsigned delay, int cancel_af
                                 &kybernate__test__v1__count_reply__descriptor, NULL, &s, &err) < 0)
                 return report_error(err);
         while ((rc = kyb_rpc_stream_next(s, &msg, &err)) > 0) {
-                print_json(json_pack("{s:i}", "index",
-                                     ((Kybernate__Test__V1__CountReply *)msg)->index));
+                print_json(
+                    json_pack("{s:i}", "index", ((Kybernate__Test__V1__CountReply *)msg)->index));
                 protobuf_c_message_free_unpacked(msg, NULL);
                 if (++seen == cancel_after)
                         kyb_rpc_stream_cancel(s);

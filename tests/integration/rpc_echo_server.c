@@ -53,11 +53,11 @@ int main(int argc, char **argv)
         pthread_sigmask(SIG_BLOCK, &set, NULL);
         /* echo_state is the first member, so handlers see it as userdata. */
         kyb_rpc_server_options opts = {
-                .socket_path = argv[1],
-                .methods = echo_methods,
-                .n_methods = ECHO_N_METHODS,
-                .userdata = &ctx,
-                .peer_check = check_peer,
+            .socket_path = argv[1],
+            .methods = echo_methods,
+            .n_methods = ECHO_N_METHODS,
+            .userdata = &ctx,
+            .peer_check = check_peer,
         };
         if (kyb_rpc_server_start(&opts, &srv, &err) < 0) {
                 fprintf(stderr, "rpc_echo_server: %s\n", kyb_error_message(err));

@@ -107,8 +107,8 @@ static int status_error(const char *method, grpc_status_code status, grpc_slice 
                               kyb_rpc_status_name(status), msg && *msg ? msg : "(no message)");
 }
 
-static grpc_call *create_call(kyb_rpc_client *client, grpc_completion_queue *cq,
-                              const char *method, const kyb_rpc_call_options *opts)
+static grpc_call *create_call(kyb_rpc_client *client, grpc_completion_queue *cq, const char *method,
+                              const kyb_rpc_call_options *opts)
 {
         grpc_slice path = grpc_slice_from_static_string(method);
 
@@ -127,23 +127,21 @@ static int unary_exchange(grpc_completion_queue *cq, grpc_call *call, grpc_byte_
                           const kyb_rpc_call_options *opts, unary_state *st)
 {
         grpc_op ops[] = {
-                {.op = GRPC_OP_SEND_INITIAL_METADATA, .flags = metadata_flags(opts)},
-                {.op = GRPC_OP_SEND_MESSAGE, .data.send_message = {req}},
-                {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT},
-                {.op = GRPC_OP_RECV_INITIAL_METADATA,
-                 .data.recv_initial_metadata = {&st->initial}},
-                {.op = GRPC_OP_RECV_MESSAGE, .data.recv_message = {&st->response}},
-                {.op = GRPC_OP_RECV_STATUS_ON_CLIENT,
-                 .data.recv_status_on_client = {&st->trailing, &st->status, &st->details, NULL}},
+            {.op = GRPC_OP_SEND_INITIAL_METADATA, .flags = metadata_flags(opts)},
+            {.op = GRPC_OP_SEND_MESSAGE, .data.send_message = {req}},
+            {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT},
+            {.op = GRPC_OP_RECV_INITIAL_METADATA, .data.recv_initial_metadata = {&st->initial}},
+            {.op = GRPC_OP_RECV_MESSAGE, .data.recv_message = {&st->response}},
+            {.op = GRPC_OP_RECV_STATUS_ON_CLIENT,
+             .data.recv_status_on_client = {&st->trailing, &st->status, &st->details, NULL}},
         };
 
         return run_batch(cq, call, ops, KYB_ARRAY_SIZE(ops)) ? 0 : -EIO;
 }
 
 int kyb_rpc_unary(kyb_rpc_client *client, const char *method, const ProtobufCMessage *request,
-                  const ProtobufCMessageDescriptor *response_type,
-                  const kyb_rpc_call_options *opts, ProtobufCMessage **response,
-                  kyb_error **err)
+                  const ProtobufCMessageDescriptor *response_type, const kyb_rpc_call_options *opts,
+                  ProtobufCMessage **response, kyb_error **err)
 {
         grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
         grpc_call *call = create_call(client, cq, method, opts);
@@ -181,17 +179,16 @@ static void stream_start(kyb_rpc_stream *s, const ProtobufCMessage *request,
 {
         grpc_byte_buffer *req = kyb_rpc_encode(request);
         grpc_op ops[] = {
-                {.op = GRPC_OP_SEND_INITIAL_METADATA, .flags = metadata_flags(opts)},
-                {.op = GRPC_OP_SEND_MESSAGE, .data.send_message = {req}},
-                {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT},
+            {.op = GRPC_OP_SEND_INITIAL_METADATA, .flags = metadata_flags(opts)},
+            {.op = GRPC_OP_SEND_MESSAGE, .data.send_message = {req}},
+            {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT},
         };
 
         run_batch(s->cq, s->call, ops, KYB_ARRAY_SIZE(ops));
         grpc_byte_buffer_destroy(req);
 }
 
-int kyb_rpc_stream_open(kyb_rpc_client *client, const char *method,
-                        const ProtobufCMessage *request,
+int kyb_rpc_stream_open(kyb_rpc_client *client, const char *method, const ProtobufCMessage *request,
                         const ProtobufCMessageDescriptor *response_type,
                         const kyb_rpc_call_options *opts, kyb_rpc_stream **out, kyb_error **err)
 {

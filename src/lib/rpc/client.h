@@ -28,12 +28,10 @@ int kyb_rpc_client_open(const char *target, kyb_rpc_client **out, kyb_error **er
 void kyb_rpc_client_free(kyb_rpc_client *client);
 
 int kyb_rpc_unary(kyb_rpc_client *client, const char *method, const ProtobufCMessage *request,
-                  const ProtobufCMessageDescriptor *response_type,
-                  const kyb_rpc_call_options *opts, ProtobufCMessage **response,
-                  kyb_error **err);
+                  const ProtobufCMessageDescriptor *response_type, const kyb_rpc_call_options *opts,
+                  ProtobufCMessage **response, kyb_error **err);
 
-int kyb_rpc_stream_open(kyb_rpc_client *client, const char *method,
-                        const ProtobufCMessage *request,
+int kyb_rpc_stream_open(kyb_rpc_client *client, const char *method, const ProtobufCMessage *request,
                         const ProtobufCMessageDescriptor *response_type,
                         const kyb_rpc_call_options *opts, kyb_rpc_stream **out, kyb_error **err);
 /* 1: *msg holds the next message; 0: the stream ended with OK; <0: error

@@ -33,7 +33,7 @@ int kyb_rpc_decode(grpc_byte_buffer *buf, const ProtobufCMessageDescriptor *type
         *out = protobuf_c_message_unpack(type, NULL, len, GRPC_SLICE_START_PTR(slice));
         grpc_slice_unref(slice);
         if (!*out)
-                return kyb_error_setf(err, EINVAL, "malformed %s message (%zu bytes)",
-                                      type->name, len);
+                return kyb_error_setf(err, EINVAL, "malformed %s message (%zu bytes)", type->name,
+                                      len);
         return 0;
 }

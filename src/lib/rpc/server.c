@@ -23,9 +23,9 @@
 #include "rpc/server.h"
 #include "rpc/status.h"
 
-#define DEFAULT_MAX_CALLS     64
-#define DEFAULT_MAX_MESSAGE   (4 * 1024 * 1024)
-#define DEFAULT_SOCKET_MODE   0600
+#define DEFAULT_MAX_CALLS   64
+#define DEFAULT_MAX_MESSAGE (4 * 1024 * 1024)
+#define DEFAULT_SOCKET_MODE 0600
 
 typedef enum { TAG_REQUEST, TAG_BATCH, TAG_CLOSE, TAG_SHUTDOWN } tag_kind;
 
@@ -155,8 +155,8 @@ static void call_finish(kyb_rpc_call *call, const ProtobufCMessage *response,
                 ops[n++] = (grpc_op){.op = GRPC_OP_SEND_MESSAGE, .data.send_message = {buf}};
         ops[n++] = (grpc_op){.op = GRPC_OP_SEND_STATUS_FROM_SERVER,
                              .data.send_status_from_server = {
-                                     .status = status,
-                                     .status_details = &details,
+                                 .status = status,
+                                 .status_details = &details,
                              }};
         call_batch(call, ops, n);
         if (buf)
@@ -276,10 +276,10 @@ static kyb_rpc_call *call_from_pending(kyb_rpc_server *srv, pending_request *p)
         call->method = p->rm->method;
         call->call = TAKE_PTR(p->call);
         call->payload = TAKE_PTR(p->payload);
-        call->deadline = gpr_convert_clock_type(
-                p->rm->method ? p->deadline : p->details.deadline, GPR_CLOCK_MONOTONIC);
-        call->path = p->rm->method ? strdup(p->rm->method->path)
-                                   : grpc_slice_to_c_string(p->details.method);
+        call->deadline = gpr_convert_clock_type(p->rm->method ? p->deadline : p->details.deadline,
+                                                GPR_CLOCK_MONOTONIC);
+        call->path =
+            p->rm->method ? strdup(p->rm->method->path) : grpc_slice_to_c_string(p->details.method);
         pthread_mutex_init(&call->lock, NULL);
         pthread_cond_init(&call->cond, NULL);
         atomic_init(&call->refs, 1);
@@ -363,8 +363,8 @@ static void arm_request(kyb_rpc_server *srv, const registered_method *rm)
         grpc_call_details_init(&p->details);
         if (rm->method)
                 rc = grpc_server_request_registered_call(srv->server, rm->handle, &p->call,
-                                                         &p->deadline, &p->metadata,
-                                                         &p->payload, srv->cq, srv->cq, &p->tag);
+                                                         &p->deadline, &p->metadata, &p->payload,
+                                                         srv->cq, srv->cq, &p->tag);
         else
                 rc = grpc_server_request_call(srv->server, &p->call, &p->details, &p->metadata,
                                               srv->cq, srv->cq, &p->tag);
@@ -384,8 +384,8 @@ static void *poll_loop(void *arg)
         kyb_rpc_server *srv = arg;
 
         for (;;) {
-                grpc_event ev = grpc_completion_queue_next(
-                        srv->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+                grpc_event ev =
+                    grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
                 if (ev.type == GRPC_QUEUE_SHUTDOWN)
                         break;
                 if (ev.type != GRPC_OP_COMPLETE)
@@ -439,7 +439,7 @@ static int register_methods(kyb_rpc_server *srv, const kyb_rpc_server_options *o
                                               i, m->path ? m->path : "?");
                 srv->methods[i].method = m;
                 srv->methods[i].handle = grpc_server_register_method(
-                        srv->server, m->path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+                    srv->server, m->path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
                 if (!srv->methods[i].handle)
                         return kyb_error_setf(err, EEXIST, "cannot register method %s", m->path);
         }
@@ -449,9 +449,9 @@ static int register_methods(kyb_rpc_server *srv, const kyb_rpc_server_options *o
 static grpc_server *create_grpc_server(size_t max_message)
 {
         grpc_arg args[] = {
-                {.type = GRPC_ARG_INTEGER,
-                 .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-                 .value.integer = (int)max_message},
+            {.type = GRPC_ARG_INTEGER,
+             .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+             .value.integer = (int)max_message},
         };
         grpc_channel_args channel_args = {.num_args = KYB_ARRAY_SIZE(args), .args = args};
 
@@ -469,8 +469,7 @@ static void server_init_sync(kyb_rpc_server *srv)
         pthread_mutex_init(&srv->lock, NULL);
 }
 
-static int server_setup(kyb_rpc_server *srv, const kyb_rpc_server_options *opts,
-                        kyb_error **err)
+static int server_setup(kyb_rpc_server *srv, const kyb_rpc_server_options *opts, kyb_error **err)
 {
         _cleanup_free_ char *lock_path = NULL;
         int rc;
@@ -479,10 +478,9 @@ static int server_setup(kyb_rpc_server *srv, const kyb_rpc_server_options *opts,
                 return kyb_error_setf(err, EINVAL, "no socket path given");
         if (!opts->lock_path && asprintf(&lock_path, "%s.lock", opts->socket_path) < 0)
                 return kyb_error_set(err, ENOMEM, "allocating lock path");
-        rc = kyb_rpc_listener_open(opts->socket_path,
-                                   opts->socket_mode ? opts->socket_mode : DEFAULT_SOCKET_MODE,
-                                   opts->lock_path ? opts->lock_path : lock_path, &srv->listener,
-                                   err);
+        rc = kyb_rpc_listener_open(
+            opts->socket_path, opts->socket_mode ? opts->socket_mode : DEFAULT_SOCKET_MODE,
+            opts->lock_path ? opts->lock_path : lock_path, &srv->listener, err);
         if (rc < 0)
                 return rc;
         srv->server = create_grpc_server(opts->max_message_bytes ? opts->max_message_bytes
@@ -505,8 +503,7 @@ static int server_setup(kyb_rpc_server *srv, const kyb_rpc_server_options *opts,
                                       on_connection, srv, err);
 }
 
-int kyb_rpc_server_start(const kyb_rpc_server_options *opts, kyb_rpc_server **out,
-                         kyb_error **err)
+int kyb_rpc_server_start(const kyb_rpc_server_options *opts, kyb_rpc_server **out, kyb_error **err)
 {
         kyb_rpc_server *srv = calloc(1, sizeof(*srv));
         int rc;
@@ -516,8 +513,8 @@ int kyb_rpc_server_start(const kyb_rpc_server_options *opts, kyb_rpc_server **ou
         grpc_init();
         server_init_sync(srv);
         srv->userdata = opts->userdata;
-        srv->max_calls = opts->max_concurrent_calls ? opts->max_concurrent_calls
-                                                    : DEFAULT_MAX_CALLS;
+        srv->max_calls =
+            opts->max_concurrent_calls ? opts->max_concurrent_calls : DEFAULT_MAX_CALLS;
         srv->shutdown_tag = (rpc_tag){TAG_SHUTDOWN, srv};
         rc = server_setup(srv, opts, err);
         if (rc < 0) {
@@ -599,9 +596,8 @@ void kyb_rpc_server_shutdown(kyb_rpc_server *srv, int64_t grace_ms)
                         pthread_join(srv->poller, NULL);
                 else
                         while (grpc_completion_queue_next(srv->cq,
-                                                          gpr_inf_future(GPR_CLOCK_MONOTONIC),
-                                                          NULL)
-                                       .type != GRPC_QUEUE_SHUTDOWN)
+                                                          gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL)
+                                   .type != GRPC_QUEUE_SHUTDOWN)
                                 ;
                 grpc_completion_queue_destroy(srv->cq);
                 srv->cq = NULL;

@@ -68,8 +68,7 @@ typedef struct kyb_rpc_server_options {
         size_t max_message_bytes;      /* 0 means 4 MiB */
 } kyb_rpc_server_options;
 
-int kyb_rpc_server_start(const kyb_rpc_server_options *opts, kyb_rpc_server **out,
-                         kyb_error **err);
+int kyb_rpc_server_start(const kyb_rpc_server_options *opts, kyb_rpc_server **out, kyb_error **err);
 
 /*
  * Stops accepting connections and calls, gives in-flight handlers up to

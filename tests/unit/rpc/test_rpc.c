@@ -37,12 +37,12 @@ static int peer_check(void *userdata, const kyb_rpc_peer *peer, kyb_error **err)
 static int start_server(fixture *f, kyb_error **err)
 {
         kyb_rpc_server_options opts = {
-                .socket_path = f->sock,
-                .methods = echo_methods,
-                .n_methods = ECHO_N_METHODS,
-                .userdata = &f->state,
-                .peer_check = peer_check,
-                .max_concurrent_calls = 8,
+            .socket_path = f->sock,
+            .methods = echo_methods,
+            .n_methods = ECHO_N_METHODS,
+            .userdata = &f->state,
+            .peer_check = peer_check,
+            .max_concurrent_calls = 8,
         };
 
         return kyb_rpc_server_start(&opts, &f->srv, err);
@@ -146,8 +146,7 @@ static int read_count(fixture *f, uint32_t n, int fail_errno, uint32_t fail_afte
         req.count = n;
         req.fail_errno = fail_errno;
         req.fail_after = fail_after;
-        assert_int_equal(kyb_rpc_stream_open(f->client, "/kybernate.test.v1.Echo/Count",
-                                             &req.base,
+        assert_int_equal(kyb_rpc_stream_open(f->client, "/kybernate.test.v1.Echo/Count", &req.base,
                                              &kybernate__test__v1__count_reply__descriptor, NULL,
                                              &s, err),
                          0);
@@ -208,9 +207,8 @@ static void test_socket_mode_and_single_instance(void **state)
         assert_int_equal(stat(f->sock, &st), 0);
         assert_true(S_ISSOCK(st.st_mode));
         assert_int_equal(st.st_mode & 0777, 0600);
-        kyb_rpc_server_options opts = {.socket_path = f->sock,
-                                       .methods = echo_methods,
-                                       .n_methods = ECHO_N_METHODS};
+        kyb_rpc_server_options opts = {
+            .socket_path = f->sock, .methods = echo_methods, .n_methods = ECHO_N_METHODS};
         assert_int_equal(kyb_rpc_server_start(&opts, &second, &err), -EADDRINUSE);
         assert_non_null(strstr(kyb_error_message(err), "another instance"));
         /* The live socket of the first instance survived the attempt. */
@@ -274,8 +272,7 @@ static void test_graceful_shutdown_waits_for_call(void **state)
 
         req.count = 5;
         req.delay_ms = 40;
-        assert_int_equal(kyb_rpc_stream_open(f->client, "/kybernate.test.v1.Echo/Count",
-                                             &req.base,
+        assert_int_equal(kyb_rpc_stream_open(f->client, "/kybernate.test.v1.Echo/Count", &req.base,
                                              &kybernate__test__v1__count_reply__descriptor, NULL,
                                              &s, &err),
                          0);
@@ -297,23 +294,17 @@ static void test_graceful_shutdown_waits_for_call(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_status_mapping_roundtrip),
-                cmocka_unit_test_setup_teardown(test_unary_roundtrip, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_error_status_carries_message, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_unknown_method_is_unimplemented, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_stream_in_order, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_stream_error_after_messages, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_deadline_cancels_handler, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_socket_mode_and_single_instance, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_refused_peer_gets_no_service, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_bad_method_table_rejected, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_graceful_shutdown_waits_for_call, setup,
-                                                teardown),
+            cmocka_unit_test(test_status_mapping_roundtrip),
+            cmocka_unit_test_setup_teardown(test_unary_roundtrip, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_error_status_carries_message, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_unknown_method_is_unimplemented, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_stream_in_order, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_stream_error_after_messages, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_deadline_cancels_handler, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_socket_mode_and_single_instance, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_refused_peer_gets_no_service, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_bad_method_table_rejected, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_graceful_shutdown_waits_for_call, setup, teardown),
         };
 
         return cmocka_run_group_tests_name("rpc", tests, NULL, NULL);

@@ -70,8 +70,7 @@ static int one_stream(kyb_rpc_client *c, bool cancel_early)
 
         req.count = 20;
         if (kyb_rpc_stream_open(c, "/kybernate.test.v1.Echo/Count", &req.base,
-                                &kybernate__test__v1__count_reply__descriptor, NULL, &s,
-                                &err) < 0)
+                                &kybernate__test__v1__count_reply__descriptor, NULL, &s, &err) < 0)
                 return -1;
         while ((rc = kyb_rpc_stream_next(s, &msg, &err)) > 0) {
                 protobuf_c_message_free_unpacked(msg, NULL);
