@@ -33,8 +33,8 @@ int kyb_error_set(kyb_error **err, int errnum, const char *fmt, ...) _printf_(3,
  * already says everything (bad input, protocol violations). */
 int kyb_error_setf(kyb_error **err, int errnum, const char *fmt, ...) _printf_(3, 4);
 
-int kyb_error_setv(kyb_error **err, int errnum, bool append_strerror, const char *fmt,
-                   va_list ap) _printf_(4, 0);
+int kyb_error_setv(kyb_error **err, int errnum, bool append_strerror, const char *fmt, va_list ap)
+    _printf_(4, 0);
 
 /*
  * Prefixes the message of an existing error with "<context>: " and returns

@@ -9,15 +9,15 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#define _unused_     __attribute__((unused))
-#define _printf_(a, b) __attribute__((format(printf, a, b)))
-#define _nonnull_(...) __attribute__((nonnull(__VA_ARGS__)))
+#define _cleanup_(f)         __attribute__((cleanup(f)))
+#define _unused_             __attribute__((unused))
+#define _printf_(a, b)       __attribute__((format(printf, a, b)))
+#define _nonnull_(...)       __attribute__((nonnull(__VA_ARGS__)))
 #define _warn_unused_result_ __attribute__((warn_unused_result))
 
 #define KYB_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define KYB_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define KYB_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define KYB_MIN(a, b)     ((a) < (b) ? (a) : (b))
+#define KYB_MAX(a, b)     ((a) > (b) ? (a) : (b))
 
 /* Hand a pointer out of a _cleanup_ local so the cleanup sees NULL. */
 #define TAKE_PTR(p)                                                                                \
