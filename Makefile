@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all help setup generate build build-asan test unit integration demo bench \
+.PHONY: all help setup generate build build-asan test unit integration demo bench valgrind \
         fmt fmt-check lint clean
 
 all: build
@@ -23,6 +23,7 @@ help:
 	@echo "make bench       run benchmarks, print ratio tables"
 	@echo "make fmt         reformat C sources with clang-format"
 	@echo "make lint        clang-format check"
+	@echo "make valgrind    rpc stress test under valgrind (leak check)"
 	@echo "make clean       remove build directories"
 
 setup:
@@ -57,7 +58,11 @@ demo: setup build
 	scripts/demo.sh $(BUILD_DIR)
 
 bench: setup build
-	scripts/bench.sh $(BUILD_DIR)
+	$(PYTHON) bench/rpc.py --build $(BUILD_DIR)
+
+valgrind: build
+	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+	  --show-leak-kinds=definite $(BUILD_DIR)/tests/unit/rpc/test-rpc-stress
 
 fmt:
 	clang-format -i $(C_SOURCES)

@@ -91,7 +91,7 @@ static int wait_call(kyb_rpc_call *call, const ProtobufCMessage *request,
         atomic_fetch_sub(&st->waits_active, 1);
         if (cancelled) {
                 atomic_fetch_add(&st->waits_cancelled, 1);
-                return kyb_error_setf(err, ECANCELED, "wait: cancelled");
+                return kyb_rpc_call_check(call, err);
         }
         reply = malloc(sizeof(*reply));
         if (!reply)

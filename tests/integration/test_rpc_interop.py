@@ -15,6 +15,7 @@ import time
 import grpc
 import pytest
 
+import py_echo
 from rpc_peer import STATUS_OF_ERRNO, Process, stream, unary
 
 ECHO = "/kybernate.test.v1.Echo/"
@@ -226,57 +227,9 @@ def test_sigterm_drains_in_flight_stream(c_server, pb2):
 ERRNO_OF_STATUS = {v: k for k, v in STATUS_OF_ERRNO.items()}
 
 
-class PyEcho:
-    """The Echo service in python3-grpcio."""
-
-    def __init__(self, pb2):
-        self.pb2 = pb2
-        self.cancelled = threading.Event()
-
-    def echo(self, req, ctx):
-        if req.fail_errno:
-            ctx.abort(STATUS_OF_ERRNO[req.fail_errno], req.fail_message)
-        return self.pb2.echo.EchoReply(text=req.text, blob=req.blob)
-
-    def count(self, req, ctx):
-        finished = []
-        # grpcio stops resuming the generator once the client cancels, so
-        # termination without completion is observed from the callback.
-        ctx.add_callback(lambda: None if finished else self.cancelled.set())
-        for i in range(req.count):
-            yield self.pb2.echo.CountReply(index=i)
-            time.sleep(req.delay_ms / 1000)
-        finished.append(True)
-
-    def wait(self, req, ctx):
-        end = time.monotonic() + req.max_ms / 1000
-        while time.monotonic() < end:
-            if not ctx.is_active():
-                self.cancelled.set()
-                return self.pb2.echo.WaitReply(cancelled=True)
-            time.sleep(0.01)
-        return self.pb2.echo.WaitReply()
-
-
 @pytest.fixture
 def py_server(pb2, tmp_path):
-    e = pb2.echo
-    svc = PyEcho(pb2)
-    handlers = {
-        "Echo": grpc.unary_unary_rpc_method_handler(
-            svc.echo, e.EchoRequest.FromString, e.EchoReply.SerializeToString),
-        "Count": grpc.unary_stream_rpc_method_handler(
-            svc.count, e.CountRequest.FromString, e.CountReply.SerializeToString),
-        "Wait": grpc.unary_unary_rpc_method_handler(
-            svc.wait, e.WaitRequest.FromString, e.WaitReply.SerializeToString),
-    }
-    server = grpc.server(concurrent.futures.ThreadPoolExecutor(8))
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("kybernate.test.v1.Echo", handlers),))
-    sock = str(tmp_path / "py.sock")
-    server.add_insecure_port(f"unix:{sock}")
-    server.start()
-    svc.socket = sock
+    server, svc = py_echo.serve(pb2, str(tmp_path / "py.sock"))
     yield svc
     server.stop(grace=None)
 

@@ -662,15 +662,27 @@ bool kyb_rpc_call_cancelled(const kyb_rpc_call *call)
                kyb_rpc_call_remaining_ms(call) == 0;
 }
 
+int kyb_rpc_call_check(const kyb_rpc_call *call, kyb_error **err)
+{
+        if (kyb_rpc_call_remaining_ms(call) == 0)
+                return kyb_error_setf(err, ETIMEDOUT, "%s: deadline exceeded", call->path);
+        if (atomic_load(&call->srv->cancelling))
+                return kyb_error_setf(err, ECANCELED, "%s: server shutting down", call->path);
+        if (atomic_load(&call->cancelled))
+                return kyb_error_setf(err, ECANCELED, "%s: cancelled by the client", call->path);
+        return 0;
+}
+
 int kyb_rpc_call_send(kyb_rpc_call *call, const ProtobufCMessage *msg, kyb_error **err)
 {
+        int rc = kyb_rpc_call_check(call, err);
         grpc_byte_buffer *buf;
         grpc_op ops[2];
         size_t n;
         bool ok;
 
-        if (kyb_rpc_call_cancelled(call))
-                return kyb_error_setf(err, ECANCELED, "%s: call cancelled", call->path);
+        if (rc < 0)
+                return rc;
         buf = kyb_rpc_encode(msg);
         if (!buf)
                 return kyb_error_set(err, ENOMEM, "%s: encoding message", call->path);

@@ -90,6 +90,10 @@ const char *kyb_rpc_call_method(const kyb_rpc_call *call);
 /* True once the client cancelled, the deadline passed or the server is
  * cancelling calls at shutdown; long handlers poll it and roll back. */
 bool kyb_rpc_call_cancelled(const kyb_rpc_call *call);
+/* 0 while the call is live; else -ETIMEDOUT (deadline passed) or
+ * -ECANCELED (client cancelled, server shutting down) with a message, for
+ * handlers that stop early and report why. */
+int kyb_rpc_call_check(const kyb_rpc_call *call, kyb_error **err);
 /* Milliseconds until the client's deadline; INT64_MAX when none. */
 int64_t kyb_rpc_call_remaining_ms(const kyb_rpc_call *call);
 /* Streams one message to the client; -ECANCELED once the call is gone. */
