@@ -28,9 +28,9 @@ static int unary_calls(kyb_rpc_client *c, long n, kyb_error **err)
         req.text = "bench";
         for (long i = 0; i < n; i++) {
                 ProtobufCMessage *resp = NULL;
-                int rc = kyb_rpc_unary(c, "/kybernate.test.v1.Echo/Echo", &req.base,
-                                       &kybernate__test__v1__echo_reply__descriptor, NULL, &resp,
-                                       err);
+                int rc =
+                    kyb_rpc_unary(c, "/kybernate.test.v1.Echo/Echo", &req.base,
+                                  &kybernate__test__v1__echo_reply__descriptor, NULL, &resp, err);
                 if (rc < 0)
                         return rc;
                 protobuf_c_message_free_unpacked(resp, NULL);
