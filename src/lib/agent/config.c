@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <stddef.h>
+
+#include "agent/agent.h"
+
+#define OPT(name, type, field, def, min, max, help)                                                \
+        {                                                                                          \
+                name, type, offsetof(kyb_agent_config, field), def, min, max, help                 \
+        }
+
+const kyb_config_option kyb_agent_options[] = {
+    OPT("socket-path", KYB_CONFIG_STRING, socket_path, "/run/kybernate/agent.sock", 0, 0,
+        "gRPC socket (created mode 0600, root only)"),
+    OPT("store-dir", KYB_CONFIG_STRING, store_dir, "/var/lib/kybernate/checkpoints", 0, 0,
+        "local checkpoint store"),
+    OPT("metrics-address", KYB_CONFIG_STRING, metrics_address, "127.0.0.1:9464", 0, 0,
+        "HOST:PORT for /metrics and /healthz; empty disables"),
+    OPT("node-name", KYB_CONFIG_STRING, node_name, "", 0, 0,
+        "node name recorded in checkpoints; empty means the host name"),
+    OPT("criu-path", KYB_CONFIG_STRING, criu_path, "criu", 0, 0,
+        "CRIU binary (searched in PATH when it has no slash)"),
+    OPT("log-level", KYB_CONFIG_STRING, log_level, "info", 0, 0,
+        "error, warn, info, debug or trace"),
+    OPT("log-format", KYB_CONFIG_STRING, log_format, "text", 0, 0, "text or json"),
+    OPT("shutdown-grace", KYB_CONFIG_DURATION, shutdown_grace_ms, "30s", 0, 3600000,
+        "time in-flight requests get to finish on SIGTERM"),
+    OPT("max-concurrent", KYB_CONFIG_INT64, max_concurrent, "16", 1, 1024,
+        "requests handled at once; more get RESOURCE_EXHAUSTED"),
+};
+
+const size_t kyb_agent_n_options = sizeof(kyb_agent_options) / sizeof(kyb_agent_options[0]);

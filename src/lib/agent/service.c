@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.pb-c.h"
+#include "agent/service.h"
+#include "kyb-version.h"
+
+#define API          "kybernate.agent.v1"
+#define METHOD(name) "/" API ".Agent/" name
+
+typedef Kybernate__Agent__V1__ComponentHealth ComponentHealth;
+typedef Kybernate__Agent__V1__HealthResponse HealthResponse;
+typedef Kybernate__Agent__V1__VersionResponse VersionResponse;
+
+static kyb_agent *agent_of(kyb_rpc_call *call)
+{
+        kyb_agent *agent = kyb_rpc_call_userdata(call);
+
+        kyb_metric_add(agent->requests, kyb_rpc_call_method(call), 1);
+        return agent;
+}
+
+/* Methods whose capability is not built yet answer UNIMPLEMENTED and say
+ * which part of the product will bring them. */
+static int not_implemented(kyb_rpc_call *call, const char *what, kyb_error **err)
+{
+        kyb_agent *agent = agent_of(call);
+
+        kyb_metric_add(agent->request_errors, kyb_rpc_call_method(call), 1);
+        return kyb_error_setf(err, ENOSYS, "%s: not implemented yet in this agent build", what);
+}
+
+#define NOT_IMPLEMENTED_UNARY(fn, what)                                                            \
+        static int fn(kyb_rpc_call *call, const ProtobufCMessage *request,                         \
+                      ProtobufCMessage **response, kyb_error **err)                                \
+        {                                                                                          \
+                return not_implemented(call, what, err);                                           \
+        }
+#define NOT_IMPLEMENTED_STREAM(fn, what)                                                           \
+        static int fn(kyb_rpc_call *call, const ProtobufCMessage *request, kyb_error **err)        \
+        {                                                                                          \
+                return not_implemented(call, what, err);                                           \
+        }
+
+NOT_IMPLEMENTED_STREAM(checkpoint, "checkpoint (CRIU engine)")
+NOT_IMPLEMENTED_STREAM(restore, "restore (CRIU engine)")
+NOT_IMPLEMENTED_UNARY(prepare_restore, "prepare restore (checkpoint store)")
+NOT_IMPLEMENTED_UNARY(list_checkpoints, "list checkpoints (checkpoint store)")
+NOT_IMPLEMENTED_UNARY(get_checkpoint, "get checkpoint (checkpoint store)")
+NOT_IMPLEMENTED_UNARY(delete_checkpoint, "delete checkpoint (checkpoint store)")
+NOT_IMPLEMENTED_UNARY(gpu_hibernate, "gpu hibernate (CUDA checkpoint API)")
+NOT_IMPLEMENTED_UNARY(gpu_resume, "gpu resume (CUDA checkpoint API)")
+NOT_IMPLEMENTED_UNARY(gpu_status, "gpu status (NVML)")
+
+/* ------------------------------------------------------------------------ */
+/* health */
+
+static int check_store(const kyb_agent *agent, kyb_error **err)
+{
+        if (access(agent->cfg->store_dir, W_OK | X_OK) < 0)
+                return kyb_error_set(err, errno, "store %s", agent->cfg->store_dir);
+        return 0;
+}
+
+int kyb_agent_health_check(void *ctx, kyb_error **err)
+{
+        return check_store(ctx, err);
+}
+
+static ComponentHealth *component(const char *name, bool ok, const char *message)
+{
+        ComponentHealth *c = malloc(sizeof(*c));
+
+        if (!c)
+                return NULL;
+        kybernate__agent__v1__component_health__init(c);
+        c->name = strdup(name);
+        c->ok = ok;
+        c->message = strdup(message);
+        if (!c->name || !c->message) {
+                free(c->name);
+                free(c->message);
+                free(c);
+                return NULL;
+        }
+        return c;
+}
+
+static int fill_health(kyb_agent *agent, HealthResponse *resp, kyb_error **err)
+{
+        _cleanup_error_ kyb_error *store_err = NULL;
+        bool store_ok = check_store(agent, &store_err) >= 0;
+
+        resp->components = calloc(2, sizeof(*resp->components));
+        if (!resp->components)
+                return kyb_error_set(err, ENOMEM, "health");
+        resp->components[resp->n_components++] =
+            component("store", store_ok, store_ok ? "writable" : kyb_error_message(store_err));
+        resp->components[resp->n_components++] =
+            component("checkpoint-engine", false, "not implemented yet in this agent build");
+        for (size_t i = 0; i < resp->n_components; i++)
+                if (!resp->components[i])
+                        return kyb_error_set(err, ENOMEM, "health");
+        /* The agent cannot checkpoint yet, so it does not claim to serve. */
+        resp->status = KYBERNATE__AGENT__V1__SERVING_STATUS__SERVING_STATUS_NOT_SERVING;
+        return 0;
+}
+
+static int health(kyb_rpc_call *call, const ProtobufCMessage *request, ProtobufCMessage **response,
+                  kyb_error **err)
+{
+        HealthResponse *resp = malloc(sizeof(*resp));
+        int rc;
+
+        if (!resp)
+                return kyb_error_set(err, ENOMEM, "health");
+        kybernate__agent__v1__health_response__init(resp);
+        rc = fill_health(agent_of(call), resp, err);
+        if (rc < 0) {
+                protobuf_c_message_free_unpacked(&resp->base, NULL);
+                return rc;
+        }
+        *response = &resp->base;
+        return 0;
+}
+
+static int version(kyb_rpc_call *call, const ProtobufCMessage *request, ProtobufCMessage **response,
+                   kyb_error **err)
+{
+        VersionResponse *resp = malloc(sizeof(*resp));
+
+        agent_of(call);
+        if (!resp)
+                return kyb_error_set(err, ENOMEM, "version");
+        kybernate__agent__v1__version_response__init(resp);
+        resp->version = strdup(KYB_VERSION);
+        resp->api = strdup(API);
+        if (!resp->version || !resp->api) {
+                protobuf_c_message_free_unpacked(&resp->base, NULL);
+                return kyb_error_set(err, ENOMEM, "version");
+        }
+        *response = &resp->base;
+        return 0;
+}
+
+#define UNARY(name, fn, req)                                                                       \
+        {                                                                                          \
+                .path = METHOD(name), .request_type = &kybernate__agent__v1__##req##__descriptor,  \
+                .unary = fn                                                                        \
+        }
+#define STREAM(name, fn, req)                                                                      \
+        {                                                                                          \
+                .path = METHOD(name), .request_type = &kybernate__agent__v1__##req##__descriptor,  \
+                .stream = fn                                                                       \
+        }
+
+const kyb_rpc_method kyb_agent_methods[] = {
+    STREAM("Checkpoint", checkpoint, checkpoint_request),
+    STREAM("Restore", restore, restore_request),
+    UNARY("PrepareRestore", prepare_restore, prepare_restore_request),
+    UNARY("ListCheckpoints", list_checkpoints, list_checkpoints_request),
+    UNARY("GetCheckpoint", get_checkpoint, get_checkpoint_request),
+    UNARY("DeleteCheckpoint", delete_checkpoint, delete_checkpoint_request),
+    UNARY("GpuHibernate", gpu_hibernate, gpu_hibernate_request),
+    UNARY("GpuResume", gpu_resume, gpu_resume_request),
+    UNARY("GpuStatus", gpu_status, gpu_status_request),
+    UNARY("Health", health, health_request),
+    UNARY("Version", version, version_request),
+};
+
+const size_t kyb_agent_n_methods = sizeof(kyb_agent_methods) / sizeof(kyb_agent_methods[0]);
