@@ -1,0 +1,80 @@
+# SPDX-License-Identifier: Apache-2.0
+"""kybernatectl against a real kybernate-agent: output, exit codes, usage."""
+import json
+import subprocess
+
+import pytest
+
+from rpc_peer import Process
+
+
+@pytest.fixture
+def agent_sock(build_dir, tmp_path):
+    sock = str(tmp_path / "agent.sock")
+    proc = Process([str(build_dir / "cmd/kybernate-agent"), "--config", "", "--socket-path",
+                    sock, "--store-dir", str(tmp_path / "store"), "--metrics-address", ""],
+                   sock)
+    yield sock
+    rc, _, err = proc.stop()
+    assert rc == 0, err
+
+
+def ctl(build_dir, *args, sock=None):
+    argv = [str(build_dir / "cmd/kybernatectl")]
+    if sock:
+        argv += ["--socket", sock]
+    return subprocess.run(argv + list(args), capture_output=True, text=True, timeout=60)
+
+
+def test_version_json(build_dir, agent_sock):
+    out = ctl(build_dir, "--json", "version", sock=agent_sock)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["api"] == "kybernate.agent.v1"
+
+
+def test_health_pretty(build_dir, agent_sock):
+    out = ctl(build_dir, "health", sock=agent_sock)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert {c["name"] for c in doc["components"]} >= {"store", "checkpoint-engine"}
+
+
+def test_agent_error_is_exit_1_with_message(build_dir, agent_sock):
+    out = ctl(build_dir, "gpu", "status", sock=agent_sock)
+    assert out.returncode == 1
+    assert out.stderr.startswith("kybernatectl: gpu status: ")
+    assert "UNIMPLEMENTED" in out.stderr and "not implemented yet" in out.stderr
+
+
+def test_unreachable_agent_is_exit_3(build_dir, tmp_path):
+    out = ctl(build_dir, "--timeout", "2s", "version", sock=str(tmp_path / "none.sock"))
+    assert out.returncode == 3
+    assert "UNAVAILABLE" in out.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["frobnicate"], "unknown command 'frobnicate'"),
+    (["checkpoint"], "give exactly one of --pid and --container"),
+    (["checkpoint", "--pid", "12x"], "--pid '12x' is not a process ID"),
+    (["checkpoint", "--pid", "1", "--container", "c"], "exactly one of --pid"),
+    (["checkpoint", "--pid", "1", "--gpu", "maybe"], "--gpu must be auto, off or required"),
+    (["checkpoint", "--pid", "1", "--label", "novalue"], "is not KEY=VALUE"),
+    (["restore"], "needs exactly one checkpoint ID"),
+    (["restore", "x", "--gpu-map", "abc"], "is not OLD_UUID=NEW_UUID"),
+    (["inspect"], "needs exactly one checkpoint ID"),
+    (["gpu", "hibernate"], "hibernate needs a PID"),
+    (["gpu", "wake", "1"], "unknown gpu command 'wake'"),
+    (["--timeout", "soon", "version"], "'soon' is not a duration"),
+])
+def test_usage_errors_are_exit_2(build_dir, args, message):
+    out = ctl(build_dir, *args, sock="/nonexistent/agent.sock")
+    assert out.returncode == 2, out
+    assert message in out.stderr
+
+
+def test_help(build_dir):
+    out = ctl(build_dir, "--help")
+    assert out.returncode == 0
+    for word in ["checkpoint", "restore", "list", "inspect", "delete", "gpu", "Exit status",
+                 "KYBERNATECTL_SOCKET"]:
+        assert word in out.stdout
