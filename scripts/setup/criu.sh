@@ -24,7 +24,7 @@ CRIU_BUILD_DEPS=(
 	libnftables-dev pkg-config libgnutls28-dev libaio-dev uuid-dev
 )
 # Tools this script itself uses to fetch, unpack and build.
-CRIU_TOOLS=(gcc make xz-utils)
+CRIU_TOOLS=(gcc make xz-utils patch)
 # Runtime: iptables (network locking during dump) and the shared libraries
 # the binary links against.
 CRIU_RUNTIME=(
@@ -33,6 +33,25 @@ CRIU_RUNTIME=(
 )
 
 criu_cache() { printf '%s/criu-%s' "$KYB_CACHE_DIR" "$CRIU_VERSION"; }
+
+# Our fixes on top of upstream (scripts/setup/patches/criu-<version>/*.patch,
+# applied in name order). The build ID names tarball + patches, so changing a
+# patch rebuilds CRIU on the next setup run.
+criu_patch_dir() { printf '%s/patches/criu-%s' "$SETUP_DIR" "$CRIU_VERSION"; }
+criu_build_id() {
+	{
+		printf '%s\n' "$CRIU_TARBALL_SHA256"
+		cat "$(criu_patch_dir)"/*.patch 2>/dev/null || true
+	} | sha256sum | cut -c1-16
+}
+criu_apply_patches() { # SRC
+	local p
+	for p in "$(criu_patch_dir)"/*.patch; do
+		[[ -f "$p" ]] || continue
+		log "applying $(basename "$p")"
+		patch -d "$1" -p1 --forward --quiet <"$p" || die "patch $(basename "$p") does not apply"
+	done
+}
 
 # Version reported by a criu binary ("" when it does not run).
 criu_version_of() {
@@ -188,6 +207,7 @@ criu_build() {
 	mkdir -p "$src"
 	tar -xJf "$cache/$CRIU_TARBALL_NAME" -C "$src" --strip-components=1
 	[[ -f "$src/images/rpc.proto" ]] || die "$CRIU_TARBALL_NAME has no images/rpc.proto"
+	criu_apply_patches "$src"
 	log "make -j${KYB_JOBS:-2} criu (log: $blog)"
 	t0="$(now_s)"
 	if ! make -C "$src" -j"${KYB_JOBS:-2}" PYTHON=/usr/bin/python3 criu >"$blog" 2>&1; then
@@ -201,6 +221,7 @@ criu_build() {
 	mv -f "$cache/criu.tmp" "$cache/criu"
 	install -m 0644 "$src/images/rpc.proto" "$cache/rpc.proto.tmp"
 	mv -f "$cache/rpc.proto.tmp" "$cache/rpc.proto"
+	criu_build_id >"$cache/criu.build-id"
 	rm -rf "$src"
 }
 
@@ -221,9 +242,12 @@ setup_criu() {
 
 	ensure_packages "criu runtime+build" "${CRIU_RUNTIME[@]}" "${CRIU_BUILD_DEPS[@]}" "${CRIU_TOOLS[@]}"
 
+	local want
+	want="$(criu_build_id)"
 	if [[ "${KYB_CRIU_REBUILD:-0}" != 1 ]] &&
-		[[ "$(criu_version_of "$CRIU_BIN")" == "$CRIU_VERSION" ]] && [[ -s "$cache/rpc.proto" ]]; then
-		log "$CRIU_BIN is $CRIU_VERSION and $cache/rpc.proto exists: nothing to do"
+		[[ "$(criu_version_of "$CRIU_BIN")" == "$CRIU_VERSION" ]] && [[ -s "$cache/rpc.proto" ]] &&
+		[[ "$(cat "$cache/installed.build-id" 2>/dev/null)" == "$want" ]]; then
+		log "$CRIU_BIN is $CRIU_VERSION (build $want) and $cache/rpc.proto exists: nothing to do"
 		return 0
 	fi
 
@@ -232,7 +256,8 @@ setup_criu() {
 		log "KYB_CRIU_REBUILD=1: discarding cached binary"
 		rm -f "$cache/criu"
 	fi
-	if [[ "$(criu_version_of "$cache/criu")" == "$CRIU_VERSION" ]] && [[ -s "$cache/rpc.proto" ]]; then
+	if [[ "$(criu_version_of "$cache/criu")" == "$CRIU_VERSION" ]] && [[ -s "$cache/rpc.proto" ]] &&
+		[[ "$(cat "$cache/criu.build-id" 2>/dev/null)" == "$want" ]]; then
 		log "using cached build $cache/criu"
 	else
 		criu_fetch_tarball
@@ -241,6 +266,7 @@ setup_criu() {
 
 	install -m 0755 "$cache/criu" "$CRIU_BIN.tmp"
 	mv -f "$CRIU_BIN.tmp" "$CRIU_BIN"
+	printf '%s\n' "$want" >"$cache/installed.build-id"
 	log "installed $CRIU_BIN ($("$CRIU_BIN" --version 2>&1 | tr '\n' ' '))"
 	criu_check_report
 }

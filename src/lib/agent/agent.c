@@ -32,15 +32,13 @@ static int make_dir(const char *path, mode_t mode, kyb_error **err)
 static int prepare_dirs(const kyb_agent_config *cfg, kyb_error **err)
 {
         _cleanup_free_ char *sock_copy = strdup(cfg->socket_path);
-        int rc;
 
         if (!sock_copy)
                 return kyb_error_set(err, ENOMEM, "allocating");
-        rc = make_dir(dirname(sock_copy), 0755, err);
-        if (rc < 0)
-                return rc;
-        return make_dir(cfg->store_dir, 0700, err);
+        return make_dir(dirname(sock_copy), 0755, err);
 }
+
+static const double step_buckets[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
 
 static int register_metrics(kyb_agent *agent, kyb_error **err)
 {
@@ -53,7 +51,18 @@ static int register_metrics(kyb_agent *agent, kyb_error **err)
         agent->request_errors =
             kyb_metrics_counter(agent->metrics, "kybernate_agent_request_errors_total",
                                 "gRPC requests that failed", "method");
-        if (!agent->requests || !agent->request_errors)
+        agent->checkpoints = kyb_metrics_counter(agent->metrics, "kybernate_checkpoints_total",
+                                                 "checkpoints by result", "result");
+        agent->restores = kyb_metrics_counter(agent->metrics, "kybernate_restores_total",
+                                              "restores by result", "result");
+        agent->checkpoint_bytes =
+            kyb_metrics_counter(agent->metrics, "kybernate_checkpoint_bytes_total",
+                                "bytes of checkpoints written", NULL);
+        agent->step_seconds = kyb_metrics_histogram(
+            agent->metrics, "kybernate_checkpoint_step_seconds", "duration of each checkpoint step",
+            "step", step_buckets, KYB_ARRAY_SIZE(step_buckets));
+        if (!agent->requests || !agent->request_errors || !agent->checkpoints || !agent->restores ||
+            !agent->checkpoint_bytes || !agent->step_seconds)
                 return kyb_error_set(err, ENOMEM, "registering metrics");
         return 0;
 }
@@ -71,6 +80,20 @@ static int node_name_of(const kyb_agent_config *cfg, char **out, kyb_error **err
                 *out = strdup(host);
         }
         return *out ? 0 : kyb_error_set(err, ENOMEM, "allocating");
+}
+
+static int start_engine(kyb_agent *agent, kyb_error **err)
+{
+        const kyb_agent_config *cfg = agent->cfg;
+        kyb_engine_config ecfg = {
+            .store_dir = cfg->store_dir,
+            .work_dir = cfg->work_dir,
+            .criu_path = cfg->criu_path && *cfg->criu_path ? cfg->criu_path : NULL,
+            .node_name = agent->node_name,
+            .default_timeout_ms = cfg->request_timeout_ms,
+        };
+
+        return kyb_engine_new(&ecfg, &agent->engine, err);
 }
 
 static int start_services(kyb_agent *agent, kyb_error **err)
@@ -99,6 +122,7 @@ static void agent_free(kyb_agent *agent)
 {
         kyb_rpc_server_free(agent->rpc);
         kyb_http_stop(agent->http);
+        kyb_engine_free(agent->engine);
         kyb_metrics_free(agent->metrics);
         free(agent->node_name);
         free(agent);
@@ -118,6 +142,8 @@ int kyb_agent_start(const kyb_agent_config *cfg, kyb_agent **out, kyb_error **er
                 rc = node_name_of(cfg, &agent->node_name, err);
         if (rc >= 0)
                 rc = register_metrics(agent, err);
+        if (rc >= 0)
+                rc = start_engine(agent, err);
         if (rc >= 0)
                 rc = start_services(agent, err);
         if (rc < 0) {

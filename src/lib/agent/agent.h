@@ -15,6 +15,7 @@
 typedef struct kyb_agent_config {
         char *socket_path;
         char *store_dir;
+        char *work_dir;
         char *metrics_address; /* "" disables the HTTP endpoint */
         char *node_name;       /* "" means the host name */
         char *criu_path;
@@ -22,6 +23,7 @@ typedef struct kyb_agent_config {
         char *log_format;
         int64_t shutdown_grace_ms;
         int64_t max_concurrent;
+        int64_t request_timeout_ms;
 } kyb_agent_config;
 
 #define KYB_AGENT_ENV_PREFIX   "KYBERNATE_AGENT"

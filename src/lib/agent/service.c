@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "agent.pb-c.h"
+#include "agent/convert.h"
 #include "agent/service.h"
 #include "kyb-version.h"
 
@@ -38,18 +39,7 @@ static int not_implemented(kyb_rpc_call *call, const char *what, kyb_error **err
         {                                                                                          \
                 return not_implemented(call, what, err);                                           \
         }
-#define NOT_IMPLEMENTED_STREAM(fn, what)                                                           \
-        static int fn(kyb_rpc_call *call, const ProtobufCMessage *request, kyb_error **err)        \
-        {                                                                                          \
-                return not_implemented(call, what, err);                                           \
-        }
 
-NOT_IMPLEMENTED_STREAM(checkpoint, "checkpoint (CRIU engine)")
-NOT_IMPLEMENTED_STREAM(restore, "restore (CRIU engine)")
-NOT_IMPLEMENTED_UNARY(prepare_restore, "prepare restore (checkpoint store)")
-NOT_IMPLEMENTED_UNARY(list_checkpoints, "list checkpoints (checkpoint store)")
-NOT_IMPLEMENTED_UNARY(get_checkpoint, "get checkpoint (checkpoint store)")
-NOT_IMPLEMENTED_UNARY(delete_checkpoint, "delete checkpoint (checkpoint store)")
 NOT_IMPLEMENTED_UNARY(gpu_hibernate, "gpu hibernate (CUDA checkpoint API)")
 NOT_IMPLEMENTED_UNARY(gpu_resume, "gpu resume (CUDA checkpoint API)")
 NOT_IMPLEMENTED_UNARY(gpu_status, "gpu status (NVML)")
@@ -103,8 +93,8 @@ static int fill_health(kyb_agent *agent, HealthResponse *resp, kyb_error **err)
         for (size_t i = 0; i < resp->n_components; i++)
                 if (!resp->components[i])
                         return kyb_error_set(err, ENOMEM, "health");
-        /* The agent cannot checkpoint yet, so it does not claim to serve. */
-        resp->status = KYBERNATE__AGENT__V1__SERVING_STATUS__SERVING_STATUS_NOT_SERVING;
+        resp->status = store_ok ? KYBERNATE__AGENT__V1__SERVING_STATUS__SERVING_STATUS_SERVING
+                                : KYBERNATE__AGENT__V1__SERVING_STATUS__SERVING_STATUS_NOT_SERVING;
         return 0;
 }
 
@@ -130,14 +120,15 @@ static int version(kyb_rpc_call *call, const ProtobufCMessage *request, Protobuf
                    kyb_error **err)
 {
         VersionResponse *resp = malloc(sizeof(*resp));
+        kyb_agent *agent = agent_of(call);
 
-        agent_of(call);
         if (!resp)
                 return kyb_error_set(err, ENOMEM, "version");
         kybernate__agent__v1__version_response__init(resp);
         resp->version = strdup(KYB_VERSION);
         resp->api = strdup(API);
-        if (!resp->version || !resp->api) {
+        resp->criu_version = strdup(kyb_engine_criu_version(agent->engine));
+        if (!resp->version || !resp->api || !resp->criu_version) {
                 protobuf_c_message_free_unpacked(&resp->base, NULL);
                 return kyb_error_set(err, ENOMEM, "version");
         }
@@ -157,12 +148,12 @@ static int version(kyb_rpc_call *call, const ProtobufCMessage *request, Protobuf
         }
 
 const kyb_rpc_method kyb_agent_methods[] = {
-    STREAM("Checkpoint", checkpoint, checkpoint_request),
-    STREAM("Restore", restore, restore_request),
-    UNARY("PrepareRestore", prepare_restore, prepare_restore_request),
-    UNARY("ListCheckpoints", list_checkpoints, list_checkpoints_request),
-    UNARY("GetCheckpoint", get_checkpoint, get_checkpoint_request),
-    UNARY("DeleteCheckpoint", delete_checkpoint, delete_checkpoint_request),
+    STREAM("Checkpoint", kyb_agent_checkpoint, checkpoint_request),
+    STREAM("Restore", kyb_agent_restore, restore_request),
+    UNARY("PrepareRestore", kyb_agent_prepare_restore, prepare_restore_request),
+    UNARY("ListCheckpoints", kyb_agent_list_checkpoints, list_checkpoints_request),
+    UNARY("GetCheckpoint", kyb_agent_get_checkpoint, get_checkpoint_request),
+    UNARY("DeleteCheckpoint", kyb_agent_delete_checkpoint, delete_checkpoint_request),
     UNARY("GpuHibernate", gpu_hibernate, gpu_hibernate_request),
     UNARY("GpuResume", gpu_resume, gpu_resume_request),
     UNARY("GpuStatus", gpu_status, gpu_status_request),

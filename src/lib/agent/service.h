@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "agent/agent.h"
+#include "ckpt/engine.h"
 #include "metrics/metrics.h"
 #include "rpc/server.h"
 
@@ -16,11 +17,28 @@ struct kyb_agent {
         kyb_http *http;
         kyb_metric *requests;       /* by method */
         kyb_metric *request_errors; /* by method */
+        kyb_metric *checkpoints;    /* by result */
+        kyb_metric *restores;       /* by result */
+        kyb_metric *checkpoint_bytes;
+        kyb_metric *step_seconds; /* histogram by step */
+        kyb_engine *engine;
         struct timespec started;
 };
 
 extern const kyb_rpc_method kyb_agent_methods[];
 extern const size_t kyb_agent_n_methods;
+
+/* Engine-backed handlers (checkpoints.c). */
+int kyb_agent_checkpoint(kyb_rpc_call *call, const ProtobufCMessage *request, kyb_error **err);
+int kyb_agent_restore(kyb_rpc_call *call, const ProtobufCMessage *request, kyb_error **err);
+int kyb_agent_get_checkpoint(kyb_rpc_call *call, const ProtobufCMessage *request,
+                             ProtobufCMessage **response, kyb_error **err);
+int kyb_agent_list_checkpoints(kyb_rpc_call *call, const ProtobufCMessage *request,
+                               ProtobufCMessage **response, kyb_error **err);
+int kyb_agent_delete_checkpoint(kyb_rpc_call *call, const ProtobufCMessage *request,
+                                ProtobufCMessage **response, kyb_error **err);
+int kyb_agent_prepare_restore(kyb_rpc_call *call, const ProtobufCMessage *request,
+                              ProtobufCMessage **response, kyb_error **err);
 
 /* Health as the /healthz endpoint and the Health RPC both see it. */
 int kyb_agent_health_check(void *agent, kyb_error **err);

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/fs.h"
+#include "ckpt/request.h"
+
+const char *kyb_step_name(kyb_step step)
+{
+        static const char *const names[] = {
+            [KYB_STEP_VALIDATE] = "validate",
+            [KYB_STEP_RESOLVE] = "resolve",
+            [KYB_STEP_GPU_LOCK] = "gpu_lock",
+            [KYB_STEP_GPU_CHECKPOINT] = "gpu_checkpoint",
+            [KYB_STEP_CRIU_DUMP] = "criu_dump",
+            [KYB_STEP_CRIU_RESTORE] = "criu_restore",
+            [KYB_STEP_GPU_RESTORE] = "gpu_restore",
+            [KYB_STEP_GPU_UNLOCK] = "gpu_unlock",
+            [KYB_STEP_MANIFEST] = "manifest",
+            [KYB_STEP_PUBLISH] = "publish",
+            [KYB_STEP_VERIFY] = "verify",
+            [KYB_STEP_ROLLBACK] = "rollback",
+            [KYB_STEP_DONE] = "done",
+        };
+
+        if ((size_t)step < KYB_ARRAY_SIZE(names) && names[step])
+                return names[step];
+        return "start";
+}
+
+static int copy_config(kyb_engine_config *dst, const kyb_engine_config *src, kyb_error **err)
+{
+        *dst = *src;
+        dst->store_dir = strdup(src->store_dir);
+        dst->work_dir = strdup(src->work_dir);
+        dst->criu_path = src->criu_path ? strdup(src->criu_path) : NULL;
+        dst->node_name = strdup(src->node_name ? src->node_name : "");
+        if (!dst->store_dir || !dst->work_dir || !dst->node_name ||
+            (src->criu_path && !dst->criu_path))
+                return kyb_error_set(err, ENOMEM, "engine config");
+        return 0;
+}
+
+static void free_config(kyb_engine_config *cfg)
+{
+        free((char *)cfg->store_dir);
+        free((char *)cfg->work_dir);
+        free((char *)cfg->criu_path);
+        free((char *)cfg->node_name);
+}
+
+int kyb_engine_new(const kyb_engine_config *cfg, kyb_engine **out, kyb_error **err)
+{
+        kyb_engine *e = calloc(1, sizeof(*e));
+        int rc;
+
+        if (!e)
+                return kyb_error_set(err, ENOMEM, "allocating engine");
+        pthread_mutex_init(&e->lock, NULL);
+        rc = copy_config(&e->cfg, cfg, err);
+        if (rc >= 0)
+                rc = kyb_mkdir_p(cfg->work_dir, 0700, err);
+        if (rc >= 0)
+                rc = kyb_store_open(cfg->store_dir, &e->store, err);
+        if (rc >= 0 && (rc = kyb_criu_open(cfg->criu_path, &e->criu, err)) < 0)
+                kyb_error_wrap(err, rc, "criu");
+        if (rc < 0) {
+                kyb_engine_free(e);
+                return rc;
+        }
+        *out = e;
+        return 0;
+}
+
+void kyb_engine_free(kyb_engine *e)
+{
+        if (!e)
+                return;
+        kyb_criu_free(e->criu);
+        kyb_store_close(e->store);
+        free_config(&e->cfg);
+        while (e->locks)
+                engine_unlock_target(e, e->locks->key);
+        pthread_mutex_destroy(&e->lock);
+        free(e);
+}
+
+kyb_store *kyb_engine_store(kyb_engine *e)
+{
+        return e->store;
+}
+
+const char *kyb_engine_criu_version(const kyb_engine *e)
+{
+        return kyb_criu_version(e->criu)->text;
+}
