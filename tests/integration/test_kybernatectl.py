@@ -12,8 +12,8 @@ from rpc_peer import Process
 def agent_sock(build_dir, tmp_path):
     sock = str(tmp_path / "agent.sock")
     proc = Process([str(build_dir / "cmd/kybernate-agent"), "--config", "", "--socket-path",
-                    sock, "--store-dir", str(tmp_path / "store"), "--metrics-address", ""],
-                   sock)
+                    sock, "--store-dir", str(tmp_path / "store"), "--work-dir",
+                    str(tmp_path / "work"), "--metrics-address", ""], sock)
     yield sock
     rc, _, err = proc.stop()
     assert rc == 0, err
@@ -36,7 +36,7 @@ def test_health_pretty(build_dir, agent_sock):
     out = ctl(build_dir, "health", sock=agent_sock)
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    assert {c["name"] for c in doc["components"]} >= {"store", "checkpoint-engine"}
+    assert {c["name"] for c in doc["components"]} >= {"store", "criu"}
 
 
 def test_agent_error_is_exit_1_with_message(build_dir, agent_sock):

@@ -89,7 +89,7 @@ static int fill_health(kyb_agent *agent, HealthResponse *resp, kyb_error **err)
         resp->components[resp->n_components++] =
             component("store", store_ok, store_ok ? "writable" : kyb_error_message(store_err));
         resp->components[resp->n_components++] =
-            component("checkpoint-engine", false, "not implemented yet in this agent build");
+            component("criu", true, kyb_engine_criu_version(agent->engine));
         for (size_t i = 0; i < resp->n_components; i++)
                 if (!resp->components[i])
                         return kyb_error_set(err, ENOMEM, "health");

@@ -11,7 +11,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "base/validate.h"
 #include "ckpt/request.h"
@@ -73,8 +75,33 @@ static void criu_options(restore_ctx *c, kyb_criu_opts *o)
             .ext_unix_sk = spec->external_unix_sockets || dumped->external_unix_sockets,
             .file_locks = spec->file_locks || dumped->file_locks,
             .lazy_pages = spec->lazy_pages,
+            /* The restored root becomes our child, so that we reap it when
+             * it exits: an orphan would wait for an init that may not reap
+             * (containers, some hosts). */
+            .restore_sibling = true,
             .timeout_ms = request_remaining_ms(&c->r),
         };
+}
+
+static void *reap_child(void *arg)
+{
+        pid_t pid = (pid_t)(intptr_t)arg;
+
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        return NULL;
+}
+
+/* The waiting thread is detached: the tree may outlive the request. */
+static void start_reaper(pid_t pid)
+{
+        pthread_attr_t attr;
+        pthread_t thread;
+
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_create(&thread, &attr, reap_child, (void *)(intptr_t)pid);
+        pthread_attr_destroy(&attr);
 }
 
 static int start_lazy_pages(restore_ctx *c, kyb_error **err)
@@ -102,6 +129,7 @@ static int restore(restore_ctx *c, kyb_error **err)
         if (rc < 0)
                 return kyb_error_wrap(err, rc, "criu (logs in %s)", c->work_dir);
         c->pid = res.pid;
+        start_reaper(res.pid);
         return 0;
 }
 

@@ -10,6 +10,7 @@
 
 #define OPEN_TIMEOUT_MS 30000 /* VERSION + FEATURE_CHECK (kerndat probing) */
 #define EXIT_GRACE_MS   5000  /* for swrk to exit after a broken conversation */
+#define REPLY_GRACE_MS  30000 /* for swrk to exit after its reply, without a deadline */
 
 struct kyb_criu {
         char *path;
@@ -386,8 +387,9 @@ static int finish(request *r, CriuResp *resp, kyb_criu_result *res, kyb_error **
         int rc;
 
         /* After the reply swrk only cleans up; reap it before reporting so
-         * no request leaves a child behind. */
-        rc = swrk_finish(&r->w, r->deadline_ms, err);
+         * no request leaves a child behind, and never wait forever. */
+        rc = swrk_finish(
+            &r->w, r->deadline_ms >= 0 ? r->deadline_ms : kyb_criu_now_ms() + REPLY_GRACE_MS, err);
         fill_result(r, resp, res);
         if (r->w.s.notify_err)
                 return fail_notify(r, err);
