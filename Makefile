@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all help setup generate build build-asan test unit integration demo bench valgrind \
+.PHONY: all help setup generate build build-asan test unit integration demo bench valgrind testenv-up testenv-down testenv-status \
         fmt fmt-check lint clean
 
 all: build
@@ -24,6 +24,8 @@ help:
 	@echo "make fmt         reformat C sources with clang-format"
 	@echo "make lint        clang-format check"
 	@echo "make valgrind    rpc stress test under valgrind (leak check)"
+	@echo "make testenv-up  start CRIU/containerd/etcd+apiserver/kubelet/S3 for manual tests"
+	@echo "make testenv-down  stop it"
 	@echo "make clean       remove build directories"
 
 setup:
@@ -63,6 +65,15 @@ bench: setup build
 valgrind: build
 	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite $(BUILD_DIR)/tests/unit/rpc/test-rpc-stress
+
+testenv-up: setup
+	$(PYTHON) scripts/testenv.py up
+
+testenv-down:
+	$(PYTHON) scripts/testenv.py down
+
+testenv-status:
+	$(PYTHON) scripts/testenv.py status
 
 fmt:
 	clang-format -i $(C_SOURCES)

@@ -12,7 +12,7 @@
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
-SETUP_DEFAULT_COMPONENTS=(packages criu)
+SETUP_DEFAULT_COMPONENTS=(packages criu containerd kubernetes s3)
 
 SETUP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SETUP_DIR="$SETUP_ROOT/setup"

@@ -10,6 +10,15 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
+# The real test environment (tests/env): each fixture starts its service only
+# when a test asks for it.
+pytest_plugins = [
+    "env.fixtures_containerd",
+    "env.fixtures_kube",
+    "env.fixtures_kubelet",
+    "env.fixtures_s3",
+]
+
 
 def _build_dir():
     env = os.environ.get("KYB_BUILD_DIR")

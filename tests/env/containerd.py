@@ -1,0 +1,345 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A private containerd (+ runc) for tests: own root/state directories,
+socket and config (CRI plugin as in shared/ENVIRONMENT.md), the local test
+images imported, a CNI bridge config in its own directory, and a tear-down
+that leaves no shim, container, mount or socket behind."""
+import json
+import os
+import pathlib
+import secrets
+import time
+
+from . import cgroups
+from .common import (CACHE_DIR, EnvError, HostPaths, MissingSetup, Proc, cmdline, kill_and_wait,
+                     need_binary, pids_matching, proc_starttime, rmtree, run, setup_hint,
+                     sockets_under, unmount_all_under, wait_until)
+
+COMPONENT = "containerd"
+IMAGES_DIR = CACHE_DIR / "images-current"
+# Fixed host paths containerd 1.6 uses whatever its config says: shim
+# sockets live in /run/containerd/s/<sha256>.
+HOST_PATHS = ["/run/containerd"]
+
+
+def images():
+    """{"pause": (ref, tarball), "busybox": (ref, tarball)} from the cache
+    written by scripts/setup/containerd.sh."""
+    envf = IMAGES_DIR / "images.env"
+    if not envf.exists():
+        raise MissingSetup(f"test images missing ({envf}): {setup_hint(COMPONENT)}")
+    refs = dict(line.split("=", 1) for line in envf.read_text().split() if "=" in line)
+    out = {"pause": (refs["PAUSE_IMAGE"], IMAGES_DIR / "pause.tar"),
+           "busybox": (refs["BUSYBOX_IMAGE"], IMAGES_DIR / "busybox.tar")}
+    for _name, (_ref, tar) in out.items():
+        if not tar.exists():
+            raise MissingSetup(f"{tar} missing: {setup_hint(COMPONENT)}")
+    return out
+
+
+def require():
+    """Raise MissingSetup unless containerd, ctr, runc, the runc shim, the
+    CNI plugins and the images are installed."""
+    for b in ("containerd", "ctr", "runc", "containerd-shim-runc-v2", "iptables-restore"):
+        need_binary(b, COMPONENT)
+    if not os.path.exists("/usr/lib/cni/bridge"):
+        raise MissingSetup(f"CNI plugins missing in /usr/lib/cni: {setup_hint(COMPONENT)}")
+    images()
+
+
+def _free_subnet():
+    """A 10.213.N.0/24 that no host route uses (for the CNI bridge; only
+    used by non-hostNetwork pods)."""
+    routes = run(["ip", "-4", "route", "show", "table", "all"], check=False).stdout
+    for n in range(0, 250):
+        prefix = f"10.213.{n}."
+        if prefix not in routes:
+            return f"10.213.{n}.0/24"
+    raise EnvError("no free 10.213.N.0/24 subnet for the CNI bridge")
+
+
+class Containerd:
+    """containerd in BASE_DIR. Attributes: socket, root, state, runc_root,
+    config_path, log_path, namespace (ctr default), images {name: ref}."""
+
+    def __init__(self, base_dir, kybernate_runtime_type="io.containerd.runc.v2",
+                 kybernate_runtime_path=None, env_id=None, state=None):
+        self.base = pathlib.Path(base_dir).resolve()
+        self.env_id = env_id or secrets.token_hex(4)
+        self.socket = self.base / "containerd.sock"
+        self.root = self.base / "root"
+        self.state_dir = self.base / "state"
+        self.runc_root = self.base / "runc"
+        self.config_path = self.base / "config.toml"
+        self.log_path = self.base / "containerd.log"
+        self.cni_conf_dir = self.base / "cni" / "net.d"
+        self.cni_data_dir = self.base / "cni" / "ipam"
+        self.bridge = f"kyb{self.env_id[:8]}"
+        self.cgroup_parent = f"kybernate-testenv-{self.env_id}"
+        self.namespace = "default"
+        self.kybernate_runtime_type = kybernate_runtime_type
+        self.kybernate_runtime_path = kybernate_runtime_path
+        self.images = {}
+        self.proc = None
+        self.host_paths = None
+        self.subnet = None
+        if state:
+            self.proc = Proc.from_state(state["proc"])
+            self.host_paths = HostPaths.from_state(state["host_paths"])
+            self.images = state.get("images", {})
+            self.subnet = state.get("subnet")
+
+    # -- lifecycle -----------------------------------------------------
+    def to_state(self):
+        return {"base": str(self.base), "env_id": self.env_id, "proc": self.proc.to_state(),
+                "host_paths": self.host_paths.to_state(), "images": self.images,
+                "subnet": self.subnet, "kybernate_runtime_type": self.kybernate_runtime_type}
+
+    @classmethod
+    def from_state(cls, st):
+        return cls(st["base"], kybernate_runtime_type=st.get("kybernate_runtime_type",
+                                                              "io.containerd.runc.v2"),
+                   env_id=st["env_id"], state=st)
+
+    def runc_root_for(self, namespace):
+        """runc --root of containers in NAMESPACE (e.g. k8s.io for pods)."""
+        return str(self.runc_root / namespace)
+
+    def _config(self, pause_ref):
+        q = json.dumps  # TOML basic strings are JSON-compatible
+        runtime_path = ""
+        if self.kybernate_runtime_path:
+            runtime_path = f"      runtime_path = {q(str(self.kybernate_runtime_path))}\n"
+        return f"""# Generated by tests/env/containerd.py: a private containerd for tests.
+version = 2
+root = {q(str(self.root))}
+state = {q(str(self.state_dir))}
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+                    "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper",
+                    "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+
+[grpc]
+  address = {q(str(self.socket))}
+
+[ttrpc]
+  address = {q(str(self.socket) + ".ttrpc")}
+
+[debug]
+  address = ""
+  level = "info"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = {q(str(self.root / "opt"))}
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = {q(pause_ref)}
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = {q(self.runc_root_for("k8s.io"))}
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kybernate]
+      runtime_type = {q(self.kybernate_runtime_type)}
+{runtime_path}      pod_annotations = ["kybernate.io/*"]
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kybernate.options]
+        SystemdCgroup = false
+        Root = {q(self.runc_root_for("k8s.io"))}
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = {q(str(self.cni_conf_dir))}
+    max_conf_num = 1
+"""
+
+    def _cni_conflist(self):
+        return {
+            "cniVersion": "0.4.0",
+            "name": f"kybernate-testenv-{self.env_id}",
+            "plugins": [{
+                "type": "bridge",
+                "bridge": self.bridge,
+                "isGateway": True,
+                "ipMasq": False,
+                "hairpinMode": True,
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": self.subnet}]],
+                         "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(self.cni_data_dir)},
+            }],
+        }
+
+    def start(self, timeout=30):
+        require()
+        imgs = images()
+        if os.path.exists(self.socket):
+            raise EnvError(f"{self.socket} exists: another containerd uses {self.base}?")
+        for d in (self.root, self.state_dir, self.runc_root, self.cni_conf_dir, self.cni_data_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.subnet = _free_subnet()
+        self.config_path.write_text(self._config(imgs["pause"][0]))
+        (self.cni_conf_dir / "10-kybernate-testenv.conflist").write_text(
+            json.dumps(self._cni_conflist(), indent=2) + "\n")
+        cgroups.create(self.cgroup_parent)
+        self.host_paths = HostPaths(HOST_PATHS)
+        self.proc = Proc("containerd", [need_binary("containerd", COMPONENT), "--config",
+                                        str(self.config_path)], self.log_path).start()
+        wait_until(lambda: self.socket.is_socket() and
+                   self.ctr("version", check=False, timeout=5).returncode == 0,
+                   timeout, "containerd to answer on " + str(self.socket), procs=[self.proc])
+        for name, (ref, tar) in imgs.items():
+            for ns in ("k8s.io", self.namespace):
+                self.ctr("images", "import", str(tar),
+                         namespace=ns, timeout=120)
+            self.images[name] = ref
+        # The CRI plugin unpacks lazily; make sure the sandbox image is
+        # known to it by name.
+        out = self.ctr("images", "ls", "-q", namespace="k8s.io").stdout.split()
+        for ref in self.images.values():
+            if ref not in out:
+                raise EnvError(f"image {ref} not listed in namespace k8s.io after import: {out}")
+        return self
+
+    # -- ctr helper ----------------------------------------------------
+    def ctr_argv(self, *args, namespace=None):
+        return [need_binary("ctr", COMPONENT), "--address", str(self.socket),
+                "--namespace", namespace or self.namespace, *map(str, args)]
+
+    def ctr(self, *args, namespace=None, check=True, timeout=60, input=None):
+        """Run `ctr --address SOCK --namespace NS ARGS...`; returns the
+        CompletedProcess (text). Raises EnvError on failure if CHECK."""
+        return run(self.ctr_argv(*args, namespace=namespace), timeout=timeout, check=check,
+                   input=input)
+
+    def run_container(self, image, cid, *cmd, namespace=None, timeout=60, extra=()):
+        """`ctr run --rm` IMAGE (a name from self.images or a ref) as CID in
+        this environment's cgroup parent and runc root; returns stdout."""
+        ref = self.images.get(image, image)
+        ns = namespace or self.namespace
+        cp = self.ctr("run", "--rm", "--runc-root", self.runc_root_for(ns),
+                      "--cgroup", f"/{self.cgroup_parent}/{ns}-{cid}", *extra, ref, cid, *cmd,
+                      namespace=ns, timeout=timeout)
+        return cp.stdout
+
+    def start_container(self, image, cid, *cmd, namespace=None, extra=()):
+        """Start a detached container (`ctr run -d`); returns its task PID."""
+        ref = self.images.get(image, image)
+        ns = namespace or self.namespace
+        self.ctr("run", "-d", "--runc-root", self.runc_root_for(ns),
+                 "--cgroup", f"/{self.cgroup_parent}/{ns}-{cid}", *extra, ref, cid, *cmd,
+                 namespace=ns)
+        return self.task_pid(cid, namespace=ns)
+
+    def tasks(self, namespace=None):
+        """{task id: (pid, status)} in NAMESPACE."""
+        out = {}
+        cp = self.ctr("tasks", "ls", namespace=namespace, check=False)
+        for line in cp.stdout.splitlines()[1:]:
+            parts = line.split()
+            if len(parts) >= 3:
+                out[parts[0]] = (int(parts[1]), parts[2])
+        return out
+
+    def task_pid(self, cid, namespace=None):
+        return self.tasks(namespace).get(cid, (None, None))[0]
+
+    def namespaces(self):
+        cp = self.ctr("namespaces", "ls", "-q", check=False)
+        return cp.stdout.split()
+
+    # -- tear-down -----------------------------------------------------
+    def owned_pids(self):
+        """Processes that belong to this containerd: itself, its shims (they
+        carry our socket path in argv), runc calls, and every task's PID and
+        cgroup members."""
+        pids = set(pids_matching(str(self.socket), str(self.base) + "/"))
+        if self.proc and self.proc.alive():
+            pids.add(self.proc.pid)
+            for ns in self.namespaces():
+                for _tid, (pid, _st) in self.tasks(ns).items():
+                    if pid:
+                        pids.add(pid)
+        pids.update(cgroups.pids_in(self.cgroup_parent))
+        pids.discard(os.getpid())
+        return {p: proc_starttime(p) for p in pids if proc_starttime(p) is not None}
+
+    def _remove_all_containers(self):
+        for ns in self.namespaces():
+            for tid in self.tasks(ns):
+                self.ctr("tasks", "kill", "-a", "-s", "SIGKILL", tid, namespace=ns, check=False,
+                         timeout=15)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if all(st == "STOPPED" for _p, st in self.tasks(ns).values()):
+                    break
+                time.sleep(0.1)
+            for tid in self.tasks(ns):
+                self.ctr("tasks", "delete", "-f", tid, namespace=ns, check=False, timeout=15)
+            cids = self.ctr("containers", "ls", "-q", namespace=ns, check=False).stdout.split()
+            if cids:
+                self.ctr("containers", "rm", *cids, namespace=ns, check=False, timeout=30)
+
+    def stop(self, strict=True):
+        """Stop every container, containerd and its shims; unmount, remove
+        the cgroup parent, the CNI bridge and BASE_DIR's sockets and mounts.
+        Returns a report {"pids": [...], "mounts": [...], "sockets": [...],
+        "cgroups": [...], "host_files": [...]} of what was still there
+        afterwards (all empty when clean); raises EnvError if STRICT and not
+        clean."""
+        tracked = {}
+        if self.proc is not None:
+            try:
+                tracked = self.owned_pids()
+            except EnvError:
+                tracked = {}
+            if self.proc.alive():
+                try:
+                    self._remove_all_containers()
+                except EnvError:
+                    pass
+                tracked.update(self.owned_pids())
+                self.proc.stop(timeout=15)
+        # Shims and container processes that outlived containerd.
+        left = kill_and_wait({**tracked, **{p: proc_starttime(p) for p in
+                                            pids_matching(str(self.socket))}})
+        stray = cgroups.pids_in(self.cgroup_parent)
+        if stray:
+            left += kill_and_wait(stray)
+        mounts = unmount_all_under(self.base)
+        cg_left = cgroups.remove(self.cgroup_parent)
+        if os.path.exists(f"/sys/class/net/{self.bridge}"):
+            run(["ip", "link", "del", self.bridge], check=False)
+        # Sockets containerd leaves in its own directory (the ttrpc one).
+        if not mounts:
+            for s in sockets_under(self.base):
+                os.unlink(s)
+        socks = sockets_under(self.base)
+        host_left = self.host_paths.cleanup() if self.host_paths else []
+        report = {
+            "pids": sorted(set(left)),
+            "pid_cmdlines": {p: cmdline(p) for p in set(left)},
+            "mounts": mounts,
+            "sockets": socks,
+            "cgroups": cg_left,
+            "host_files": host_left,
+            "bridge": os.path.exists(f"/sys/class/net/{self.bridge}"),
+        }
+        self.stopped_pids = sorted(tracked)
+        clean = not (report["pids"] or mounts or socks or cg_left or host_left or report["bridge"])
+        if strict and not clean:
+            raise EnvError(f"containerd tear-down left things behind: {report}")
+        return report
+
+    def remove_state(self):
+        rmtree(self.base)
+
+
+def describe_leaks(report):
+    return {k: v for k, v in report.items() if v}
+
