@@ -20,41 +20,41 @@
 
 static void on_term(int sig)
 {
-	(void)sig;
-	_exit(0);
+        (void)sig;
+        _exit(0);
 }
 
 static void on_chld(int sig)
 {
-	int saved = errno;
-	(void)sig;
-	while (waitpid(-1, NULL, WNOHANG) > 0) {
-	}
-	errno = saved;
+        int saved = errno;
+        (void)sig;
+        while (waitpid(-1, NULL, WNOHANG) > 0) {
+        }
+        errno = saved;
 }
 
 int main(int argc, char **argv)
 {
-	struct sigaction sa;
+        struct sigaction sa;
 
-	if (argc == 2 && strcmp(argv[1], "-v") == 0) {
-		puts(KYB_PAUSE_VERSION);
-		return 0;
-	}
-	if (getpid() != 1)
-		fprintf(stderr, "pause: warning: not running as PID 1\n");
+        if (argc == 2 && strcmp(argv[1], "-v") == 0) {
+                puts(KYB_PAUSE_VERSION);
+                return 0;
+        }
+        if (getpid() != 1)
+                fprintf(stderr, "pause: warning: not running as PID 1\n");
 
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	sa.sa_handler = on_term;
-	if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
-		return 1;
-	sa.sa_handler = on_chld;
-	sa.sa_flags = SA_NOCLDSTOP | SA_RESTART;
-	if (sigaction(SIGCHLD, &sa, NULL) < 0)
-		return 2;
+        memset(&sa, 0, sizeof(sa));
+        sigemptyset(&sa.sa_mask);
+        sa.sa_handler = on_term;
+        if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
+                return 1;
+        sa.sa_handler = on_chld;
+        sa.sa_flags = SA_NOCLDSTOP | SA_RESTART;
+        if (sigaction(SIGCHLD, &sa, NULL) < 0)
+                return 2;
 
-	for (;;)
-		pause();
-	return 42; /* not reached */
+        for (;;)
+                pause();
+        return 42; /* not reached */
 }
