@@ -440,3 +440,78 @@ def test_delete_and_list_with_labels(agent, pb2, workloads):
     expect_error(lambda: agent.call("DeleteCheckpoint", "DeleteCheckpointRequest",
                                     "DeleteCheckpointResponse", checkpoint_id="l-1"),
                  grpc.StatusCode.NOT_FOUND)
+
+
+def test_sigterm_drains_in_flight_checkpoint(build_dir, tmp_path, pb2, workloads):
+    ag = Agent(build_dir, tmp_path, pb2)
+    w = workloads("bigmem", "--size", "512M")
+    root = w.tree.root
+    result = {}
+
+    def run():
+        try:
+            result["msgs"] = ag.checkpoint(checkpoint_id="drain", target=target(pb2, root),
+                                           options=pb2.agent.CheckpointOptions(leave_running=True))
+        except grpc.RpcError as e:
+            result["err"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 20
+    while not list((tmp_path / "store").glob(".inprogress-*")):
+        assert time.monotonic() < deadline, "dump did not start"
+        time.sleep(0.01)
+    ag.proc.proc.send_signal(signal.SIGTERM)
+    t.join()
+    rc, _, err = ag.proc.stop()
+    assert rc == 0, err
+    assert "msgs" in result, result
+    assert (tmp_path / "store" / "drain" / "manifest.json").exists()
+    assert alive(root)
+
+
+def test_store_limit_deletes_oldest(build_dir, tmp_path, pb2, workloads):
+    ag = Agent(build_dir, tmp_path, pb2, extra=["--store-max-bytes", "1500Ki"])
+    try:
+        w = workloads("counter")
+        opts = pb2.agent.CheckpointOptions(leave_running=True)
+        for i in range(4):
+            ag.checkpoint(checkpoint_id=f"r-{i}", target=target(pb2, w.tree.root), options=opts)
+        # each is ~0.6 MiB: only the newest two fit under 1500 KiB
+        assert ag.list_ids() == ["r-2", "r-3"]
+    finally:
+        ag.stop()
+
+
+def test_missing_parent_refused(agent, pb2, workloads):
+    w = workloads("counter")
+    opts = pb2.agent.CheckpointOptions(leave_running=True, parent_checkpoint_id="nope")
+    expect_error(lambda: agent.checkpoint(checkpoint_id="child", target=target(pb2, w.tree.root),
+                                          options=opts),
+                 grpc.StatusCode.NOT_FOUND, "parent checkpoint", "nope")
+    assert alive(w.tree.root)
+
+
+def test_pre_dump_refused_clearly_without_memory_tracking(agent, pb2, workloads):
+    w = workloads("counter")
+    opts = pb2.agent.CheckpointOptions(pre_dump=True)
+    try:
+        agent.checkpoint(checkpoint_id="pre", target=target(pb2, w.tree.root), options=opts)
+    except grpc.RpcError as e:
+        # Kernels without soft-dirty tracking (our CI hosts) cannot pre-dump.
+        assert e.code() == grpc.StatusCode.UNIMPLEMENTED, e.details()
+        assert "pre-dump" in e.details() or "track" in e.details()
+        assert alive(w.tree.root)
+        pytest.skip(f"no memory tracking on this kernel: {e.details()}")
+    # Where the kernel tracks memory: the pre-dump leaves the tree running and
+    # a final dump on top of it restores.
+    assert alive(w.tree.root)
+    mark = w.mark()
+    agent.checkpoint(checkpoint_id="final", target=target(pb2, w.tree.root),
+                     options=pb2.agent.CheckpointOptions(parent_checkpoint_id="pre"))
+    w.tree.reap_parent(30)
+    w.tree = None
+    res = agent.restore("final")
+    restored_pids.add(res.pid)
+    ok, line = w.verify(min_progress=mark)
+    assert ok, line

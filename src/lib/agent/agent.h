@@ -24,6 +24,7 @@ typedef struct kyb_agent_config {
         int64_t shutdown_grace_ms;
         int64_t max_concurrent;
         int64_t request_timeout_ms;
+        int64_t store_max_bytes; /* 0: unlimited */
 } kyb_agent_config;
 
 #define KYB_AGENT_ENV_PREFIX   "KYBERNATE_AGENT"

@@ -60,6 +60,25 @@ static void observe_checkpoint(kyb_agent *agent, const kyb_checkpoint *c)
                                    (double)c->manifest->steps[i].duration_ms / 1000.0);
 }
 
+/* Retention by size: the checkpoint just made is held while older ones go. */
+static void enforce_store_limit(kyb_agent *agent, const char *id)
+{
+        _cleanup_error_ kyb_error *err = NULL;
+        kyb_store *store = kyb_engine_store(agent->engine);
+        uint64_t freed = 0;
+        int n;
+
+        if (agent->cfg->store_max_bytes <= 0 || kyb_store_acquire(store, id, &err) < 0)
+                return;
+        n = kyb_store_gc(store, (uint64_t)agent->cfg->store_max_bytes, &freed, &err);
+        kyb_store_release(store, id);
+        if (n < 0)
+                kyb_log_warn("store gc: %s", kyb_error_message(err));
+        else if (n > 0)
+                kyb_log_info("store gc: deleted %d checkpoint(s), %llu bytes", n,
+                             (unsigned long long)freed);
+}
+
 static int send_checkpoint_result(kyb_rpc_call *call, const kyb_checkpoint *c, kyb_error **err)
 {
         CheckpointProgress final = KYBERNATE__AGENT__V1__CHECKPOINT_PROGRESS__INIT;
@@ -93,6 +112,7 @@ int kyb_agent_checkpoint(kyb_rpc_call *call, const ProtobufCMessage *request, ky
         kyb_metric_add(agent->checkpoints, rc < 0 ? "failed" : "succeeded", 1);
         if (rc >= 0) {
                 observe_checkpoint(agent, &c);
+                enforce_store_limit(agent, c.id);
                 kyb_log_info("checkpoint %s: %s, %llu bytes", c.id, c.path,
                              (unsigned long long)c.size_bytes);
                 rc = send_checkpoint_result(call, &c, err);

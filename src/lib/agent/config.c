@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <stddef.h>
+#include <stdint.h>
 
 #include "agent/agent.h"
 
@@ -13,6 +14,8 @@ const kyb_config_option kyb_agent_options[] = {
         "gRPC socket (created mode 0600, root only)"),
     OPT("store-dir", KYB_CONFIG_STRING, store_dir, "/var/lib/kybernate/checkpoints", 0, 0,
         "local checkpoint store"),
+    OPT("store-max-bytes", KYB_CONFIG_SIZE, store_max_bytes, "0", 0, INT64_MAX,
+        "after each checkpoint, delete the oldest unused ones above this total; 0: no limit"),
     OPT("work-dir", KYB_CONFIG_STRING, work_dir, "/var/lib/kybernate/work", 0, 0,
         "scratch space of requests; logs of failed restores stay here"),
     OPT("request-timeout", KYB_CONFIG_DURATION, request_timeout_ms, "30m", 0, 86400000,

@@ -26,8 +26,9 @@ typedef struct ckpt_ctx {
         kyb_store_txn *txn;
         kyb_manifest *m;
         bool committed;
-        char *work_dir; /* CRIU's logs: it keeps writing them after post-dump, so
-                           they cannot live in the checkpoint being published */
+        char parent_img[160]; /* relative to the images dir, as CRIU wants it */
+        char *work_dir;       /* CRIU's logs: it keeps writing them after post-dump, so
+                                 they cannot live in the checkpoint being published */
 } ckpt_ctx;
 
 static int64_t realtime_ns(void)
@@ -100,6 +101,20 @@ static int validate(ckpt_ctx *c, kyb_error **err)
         return rc;
 }
 
+static int resolve_parent(ckpt_ctx *c, kyb_error **err)
+{
+        kyb_checkpoint parent = {0};
+        int rc;
+
+        if (!c->spec->parent_id || !*c->spec->parent_id)
+                return 0;
+        rc = kyb_store_get(c->r.e->store, c->spec->parent_id, &parent, err);
+        kyb_checkpoint_clear(&parent);
+        if (rc < 0)
+                return kyb_error_wrap(err, rc, "parent checkpoint");
+        return 0;
+}
+
 static int resolve(ckpt_ctx *c, kyb_error **err)
 {
         char path[64];
@@ -113,7 +128,7 @@ static int resolve(ckpt_ctx *c, kyb_error **err)
         if (stat(path, &st) < 0)
                 return kyb_error_set(err, errno == ENOENT ? ESRCH : errno, "process %d",
                                      c->spec->target.pid);
-        return 0;
+        return resolve_parent(c, err);
 }
 
 /* GPU state is captured by the device hooks of the GPU module, which this
@@ -242,6 +257,13 @@ static void criu_options(ckpt_ctx *c, kyb_criu_opts *o)
             .notify = on_criu_event,
             .notify_data = c,
         };
+        if (spec->parent_id && *spec->parent_id) {
+                /* <store>/.inprogress-<id>/checkpoint -> <store>/<parent>/checkpoint;
+                 * the same depth after the rename into place. */
+                snprintf(c->parent_img, sizeof(c->parent_img), "../../%s/%s", spec->parent_id,
+                         KYB_MANIFEST_IMAGES_DIR);
+                o->parent_img = c->parent_img;
+        }
 }
 
 static int make_work_dir(ckpt_ctx *c, kyb_error **err)
