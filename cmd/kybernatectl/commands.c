@@ -182,7 +182,53 @@ static int parse_target(const char *cmd, const char *pid, char *container,
         return CTL_OK;
 }
 
-static int stream_checkpoint(ctl *c, const CheckpointRequest *req)
+/* The fields of CheckpointProgress and RestoreProgress, which share a shape
+ * but not a type. */
+typedef struct progress_view {
+        int step;
+        const char *message;
+        uint64_t done, total;
+        const ProtobufCMessage *result;
+} progress_view;
+
+typedef void (*progress_view_fn)(const ProtobufCMessage *msg, progress_view *v);
+
+static void checkpoint_view(const ProtobufCMessage *msg, progress_view *v)
+{
+        const CheckpointProgress *p = (const CheckpointProgress *)msg;
+
+        *v = (progress_view){p->step, p->message, p->bytes_done, p->bytes_total,
+                             p->result ? &p->result->base : NULL};
+}
+
+static void restore_view(const ProtobufCMessage *msg, progress_view *v)
+{
+        const RestoreProgress *p = (const RestoreProgress *)msg;
+
+        *v = (progress_view){p->step, p->message, p->bytes_done, p->bytes_total,
+                             p->result ? &p->result->base : NULL};
+}
+
+static void show_progress(ctl *c, const ProtobufCMessage *msg, progress_view_fn view)
+{
+        progress_view v;
+
+        if (c->json) {
+                ctl_print_message(c, msg);
+                return;
+        }
+        view(msg, &v);
+        if (v.result) {
+                ctl_progress_end(c);
+                ctl_print_message(c, v.result);
+        } else {
+                ctl_progress(c, v.step, step_name(v.step), v.message, v.done, v.total);
+        }
+}
+
+static int stream_progress(ctl *c, const char *what, const char *method,
+                           const ProtobufCMessage *req, const ProtobufCMessageDescriptor *type,
+                           progress_view_fn view)
 {
         _cleanup_error_ kyb_error *err = NULL;
         _cleanup_(kyb_rpc_stream_freep) kyb_rpc_stream *s = NULL;
@@ -190,24 +236,14 @@ static int stream_checkpoint(ctl *c, const CheckpointRequest *req)
         ProtobufCMessage *msg;
         int rc;
 
-        if (kyb_rpc_stream_open(c->client, METHOD("Checkpoint"), &req->base,
-                                &kybernate__agent__v1__checkpoint_progress__descriptor, &opts, &s,
-                                &err) < 0)
-                return ctl_fail("checkpoint", err);
+        if (kyb_rpc_stream_open(c->client, method, req, type, &opts, &s, &err) < 0)
+                return ctl_fail(what, err);
         while ((rc = kyb_rpc_stream_next(s, &msg, &err)) > 0) {
-                CheckpointProgress *p = (CheckpointProgress *)msg;
-                if (c->json)
-                        ctl_print_message(c, msg);
-                else if (p->result) {
-                        ctl_progress_end(c);
-                        ctl_print_message(c, &p->result->base);
-                } else
-                        ctl_progress(c, p->step, step_name(p->step), p->message, p->bytes_done,
-                                     p->bytes_total);
+                show_progress(c, msg, view);
                 protobuf_c_message_free_unpacked(msg, NULL);
         }
         ctl_progress_end(c);
-        return rc < 0 ? ctl_fail("checkpoint", err) : CTL_OK;
+        return rc < 0 ? ctl_fail(what, err) : CTL_OK;
 }
 
 static const struct option checkpoint_opts[] = {
@@ -292,7 +328,9 @@ static int cmd_checkpoint(ctl *c, int argc, char **argv)
         req.options = &o;
         req.n_labels = labels.n;
         req.labels = (LabelsEntry **)labels.ptrs;
-        return stream_checkpoint(c, &req);
+        return stream_progress(c, "checkpoint", METHOD("Checkpoint"), &req.base,
+                               &kybernate__agent__v1__checkpoint_progress__descriptor,
+                               checkpoint_view);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -320,34 +358,6 @@ static int add_gpu_pair(gpu_map_args *m, char *arg)
         m->ptrs[m->n] = &m->pairs[m->n];
         m->n++;
         return CTL_OK;
-}
-
-static int stream_restore(ctl *c, const RestoreRequest *req)
-{
-        _cleanup_error_ kyb_error *err = NULL;
-        _cleanup_(kyb_rpc_stream_freep) kyb_rpc_stream *s = NULL;
-        kyb_rpc_call_options opts = call_opts(c);
-        ProtobufCMessage *msg;
-        int rc;
-
-        if (kyb_rpc_stream_open(c->client, METHOD("Restore"), &req->base,
-                                &kybernate__agent__v1__restore_progress__descriptor, &opts, &s,
-                                &err) < 0)
-                return ctl_fail("restore", err);
-        while ((rc = kyb_rpc_stream_next(s, &msg, &err)) > 0) {
-                RestoreProgress *p = (RestoreProgress *)msg;
-                if (c->json)
-                        ctl_print_message(c, msg);
-                else if (p->result) {
-                        ctl_progress_end(c);
-                        ctl_print_message(c, &p->result->base);
-                } else
-                        ctl_progress(c, p->step, step_name(p->step), p->message, p->bytes_done,
-                                     p->bytes_total);
-                protobuf_c_message_free_unpacked(msg, NULL);
-        }
-        ctl_progress_end(c);
-        return rc < 0 ? ctl_fail("restore", err) : CTL_OK;
 }
 
 static const struct option restore_opts[] = {
@@ -419,7 +429,8 @@ static int cmd_restore(ctl *c, int argc, char **argv)
         o.gpu_uuid_map = map.ptrs;
         req.checkpoint_id = argv[optind];
         req.options = &o;
-        return stream_restore(c, &req);
+        return stream_progress(c, "restore", METHOD("Restore"), &req.base,
+                               &kybernate__agent__v1__restore_progress__descriptor, restore_view);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -78,3 +78,40 @@ def test_help(build_dir):
     for word in ["checkpoint", "restore", "list", "inspect", "delete", "gpu", "Exit status",
                  "KYBERNATECTL_SOCKET"]:
         assert word in out.stdout
+
+
+def test_checkpoint_restore_roundtrip(build_dir, agent_sock, tmp_path):
+    from env import criu as criu_mod
+    bins = criu_mod.workload_binaries(tmp_path / "wl-build")
+    w = criu_mod.Workload("counter", bins["counter"], tmp_path / "wl").start()
+    restored = None
+    try:
+        mark = w.mark()
+        root = w.tree.root
+        out = ctl(build_dir, "checkpoint", "--pid", str(root), "--id", "cli-1", "--label",
+                  "via=cli", sock=agent_sock)
+        assert out.returncode == 0, out.stderr
+        # not a TTY: one plain line per step, then the checkpoint as JSON
+        assert "CRIU_DUMP: criu dump" in out.stdout
+        assert '"id": "cli-1"' in out.stdout
+        w.tree.reap_parent(30)
+        w.tree = None
+        out = ctl(build_dir, "--json", "list", "--label", "via=cli", sock=agent_sock)
+        assert [c["id"] for c in json.loads(out.stdout)["checkpoints"]] == ["cli-1"]
+        out = ctl(build_dir, "--json", "restore", "cli-1", sock=agent_sock)
+        assert out.returncode == 0, out.stderr
+        lines = [json.loads(line) for line in out.stdout.splitlines()]
+        assert lines[-1]["step"] == "STEP_DONE"
+        restored = lines[-1]["result"]["pid"]
+        ok, line = w.verify(min_progress=mark)
+        assert ok, line
+        out = ctl(build_dir, "inspect", "cli-1", sock=agent_sock)
+        assert json.loads(out.stdout)["labels"] == {"via": "cli"}
+        assert ctl(build_dir, "delete", "cli-1", sock=agent_sock).returncode == 0
+        out = ctl(build_dir, "inspect", "cli-1", sock=agent_sock)
+        assert out.returncode == 1 and "NOT_FOUND" in out.stderr
+    finally:
+        if w.tree is not None:
+            w.tree.kill()
+        if restored:
+            subprocess.run(["kill", "-KILL", str(restored)])
