@@ -89,6 +89,8 @@ static int start_engine(kyb_agent *agent, kyb_error **err)
             .store_dir = cfg->store_dir,
             .work_dir = cfg->work_dir,
             .criu_path = cfg->criu_path && *cfg->criu_path ? cfg->criu_path : NULL,
+            .runc_path = cfg->runc_path && *cfg->runc_path ? cfg->runc_path : NULL,
+            .runc_root = cfg->runc_root && *cfg->runc_root ? cfg->runc_root : NULL,
             .node_name = agent->node_name,
             .default_timeout_ms = cfg->request_timeout_ms,
         };

@@ -26,6 +26,11 @@ const kyb_config_option kyb_agent_options[] = {
         "node name recorded in checkpoints; empty means the host name"),
     OPT("criu-path", KYB_CONFIG_STRING, criu_path, "", 0, 0,
         "CRIU binary; empty means /usr/local/sbin/criu (installed by scripts/setup.sh)"),
+    OPT("runc-path", KYB_CONFIG_STRING, runc_path, "runc", 0, 0,
+        "runc binary for container targets; a name without '/' is searched in PATH"),
+    OPT("runc-root", KYB_CONFIG_STRING, runc_root, "/run/containerd/runc/{namespace}", 0, 0,
+        "runc state roots of containerd namespaces, ':'-separated, tried in order; "
+        "{namespace} is replaced by the container's namespace"),
     OPT("log-level", KYB_CONFIG_STRING, log_level, "info", 0, 0,
         "error, warn, info, debug or trace"),
     OPT("log-format", KYB_CONFIG_STRING, log_format, "text", 0, 0, "text or json"),

@@ -106,12 +106,14 @@ int kyb_agent_restore_spec(const Kybernate__Agent__V1__RestoreRequest *req, kyb_
         *spec = (kyb_restore_spec){.checkpoint_id = req->checkpoint_id};
         if (!o)
                 return 0;
-        if (o->container || (o->bundle && *o->bundle))
-                return kyb_error_setf(err, ENOTSUP,
-                                      "container restore: not implemented yet in this agent "
-                                      "build");
         if (o->n_gpu_uuid_map)
                 return kyb_error_setf(err, ENOTSUP, "gpu_uuid_map: not supported yet");
+        /* The engine fills what is left empty from the checkpoint. */
+        if (o->container) {
+                spec->container_namespace = o->container->namespace_;
+                spec->container_id = o->container->id;
+        }
+        spec->bundle = o->bundle;
         spec->tcp_established = o->tcp_established;
         spec->file_locks = o->file_locks;
         spec->shell_job = o->shell_job;
@@ -254,6 +256,14 @@ Kybernate__Agent__V1__RestoreResult *kyb_agent_restore_result(const kyb_restore_
                 return NULL;
         kybernate__agent__v1__restore_result__init(m);
         m->pid = r->pid;
+        if (r->container_id[0]) {
+                m->container = malloc(sizeof(*m->container));
+                if (m->container) {
+                        kybernate__agent__v1__container_target__init(m->container);
+                        m->container->namespace_ = strdup(r->container_namespace);
+                        m->container->id = strdup(r->container_id);
+                }
+        }
         m->durations = calloc(r->n_steps ? r->n_steps : 1, sizeof(*m->durations));
         for (size_t i = 0; m->durations && i < r->n_steps; i++) {
                 StepDuration *d = step_msg(r->steps[i].step, r->steps[i].duration_ns);

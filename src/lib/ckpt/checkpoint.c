@@ -5,11 +5,21 @@
  * when the workload is to be stopped, inside CRIU's post-dump notification,
  * while the tree is still frozen, so that a failed commit (full disk, I/O
  * error) makes CRIU resume the tree instead of killing it.
+ *
+ * Containers go through runc, which runs CRIU itself: we cannot answer the
+ * post-dump notification there. So runc always dumps with --leave-running,
+ * the checkpoint is committed while the container runs on, and only then,
+ * when the request did not ask to leave it running, is the container
+ * stopped (runc kill KILL, then wait until its init is gone). Every failure
+ * before the kill leaves the container as it was and removes the partial
+ * image. The price: what the container does between the dump and the kill
+ * (the time the commit takes) is not in the checkpoint.
  */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -29,7 +39,14 @@ typedef struct ckpt_ctx {
         char parent_img[160]; /* relative to the images dir, as CRIU wants it */
         char *work_dir;       /* CRIU's logs: it keeps writing them after post-dump, so
                                  they cannot live in the checkpoint being published */
+        kyb_container ctr;    /* container targets: its runc state */
+        int init_pidfd;       /* container targets: its init, pinned while we work */
+        bool stop_signalled;  /* the container was killed after its commit */
 } ckpt_ctx;
+
+/* A container that does not stop within this after SIGKILL is stuck in the
+ * kernel; the committed checkpoint is kept and the request fails. */
+#define CONTAINER_STOP_TIMEOUT_MS 10000
 
 static int64_t realtime_ns(void)
 {
@@ -79,6 +96,21 @@ static int validate_target(const kyb_checkpoint_spec *spec, char *key, size_t le
         return rc;
 }
 
+/* What runc checkpoint cannot do for us is refused, not ignored. */
+static int validate_container_options(const kyb_checkpoint_spec *spec, kyb_error **err)
+{
+        const char *what = spec->pre_dump                        ? "pre_dump"
+                           : spec->lazy_pages                    ? "lazy_pages"
+                           : spec->parent_id && *spec->parent_id ? "parent_checkpoint_id"
+                           : spec->ghost_limit_bytes             ? "ghost_limit_bytes"
+                                                                 : NULL;
+
+        if (what)
+                return kyb_error_setf(err, ENOTSUP, "%s: not supported for container targets",
+                                      what);
+        return 0;
+}
+
 static int validate(ckpt_ctx *c, kyb_error **err)
 {
         const kyb_checkpoint_spec *spec = c->spec;
@@ -98,6 +130,8 @@ static int validate(ckpt_ctx *c, kyb_error **err)
                 rc = kyb_error_setf(err, EINVAL,
                                     "pre-dump always leaves the workload running; drop "
                                     "leave-running");
+        if (rc >= 0 && spec->target.kind == KYB_TARGET_CONTAINER)
+                rc = validate_container_options(spec, err);
         return rc;
 }
 
@@ -115,15 +149,36 @@ static int resolve_parent(ckpt_ctx *c, kyb_error **err)
         return 0;
 }
 
+/* The pidfd pins the init that runc named: the stop after the commit
+ * cannot hit a recycled PID. */
+static int resolve_container(ckpt_ctx *c, kyb_error **err)
+{
+        const kyb_manifest_target *t = &c->spec->target;
+        int rc = kyb_runc_find(c->r.e->runc, t->container_namespace, t->container_id,
+                               request_remaining_ms(&c->r), &c->ctr, err);
+
+        if (rc < 0)
+                return rc;
+        if (c->ctr.status != KYB_CONTAINER_RUNNING || c->ctr.pid <= 0)
+                return kyb_error_setf(err, EBUSY, "container %s/%s is %s, not running",
+                                      c->ctr.namespace_, c->ctr.id,
+                                      kyb_container_status_name(c->ctr.status));
+        c->init_pidfd = pidfd_open(c->ctr.pid, 0);
+        if (c->init_pidfd < 0 && errno == ESRCH)
+                return kyb_error_setf(err, EBUSY, "container %s/%s is stopping, not running",
+                                      c->ctr.namespace_, c->ctr.id);
+        if (c->init_pidfd < 0)
+                return kyb_error_set(err, errno, "pidfd_open of init pid %d", c->ctr.pid);
+        return 0;
+}
+
 static int resolve(ckpt_ctx *c, kyb_error **err)
 {
         char path[64];
         struct stat st;
 
         if (c->spec->target.kind == KYB_TARGET_CONTAINER)
-                return kyb_error_setf(err, ENOSYS,
-                                      "container targets: not implemented yet in this agent "
-                                      "build (checkpoint the container's init PID instead)");
+                return resolve_container(c, err);
         snprintf(path, sizeof(path), "/proc/%d", c->spec->target.pid);
         if (stat(path, &st) < 0)
                 return kyb_error_set(err, errno == ENOENT ? ESRCH : errno, "process %d",
@@ -196,6 +251,10 @@ static int build_manifest(ckpt_ctx *c, kyb_error **err)
         rc = fill_manifest_identity(c, err);
         for (size_t i = 0; rc >= 0 && i < spec->n_labels; i++)
                 rc = kyb_manifest_set_label(m, spec->labels[i].key, spec->labels[i].value, err);
+        /* A restore needs the bundle again; the manifest's format has no
+         * field for it, labels are its extension point. */
+        if (rc >= 0 && c->ctr.bundle)
+                rc = kyb_manifest_set_label(m, KYB_CONTAINER_BUNDLE_LABEL, c->ctr.bundle, err);
         return rc;
 }
 
@@ -275,6 +334,53 @@ static int make_work_dir(ckpt_ctx *c, kyb_error **err)
         return 0;
 }
 
+/* After the commit: the checkpoint exists, the container is to go. A kill
+ * that was delivered keeps the checkpoint even if the wait times out (the
+ * container goes, just later); a kill that failed rolls back. */
+static int stop_container(ckpt_ctx *c, kyb_error **err)
+{
+        bool signalled = false;
+        int rc;
+
+        request_progress(&c->r, "stopping container", 0, 0);
+        rc = kyb_runc_kill(c->r.e->runc, &c->ctr, c->init_pidfd, CONTAINER_STOP_TIMEOUT_MS,
+                           &signalled, err);
+        c->stop_signalled = signalled;
+        if (rc < 0 && signalled)
+                return kyb_error_wrap(err, rc, "checkpoint %s kept, but the container did not stop",
+                                      c->id);
+        if (rc < 0)
+                return kyb_error_wrap(err, rc, "stopping the container after its checkpoint");
+        return 0;
+}
+
+static int dump_container(ckpt_ctx *c, kyb_error **err)
+{
+        const kyb_checkpoint_spec *spec = c->spec;
+        kyb_runc_checkpoint_opts o = {
+            .images_dir = kyb_store_txn_images_dir(c->txn),
+            .work_dir = c->work_dir,
+            .leave_running = true, /* see the top of this file */
+            .flags = {.tcp_established = spec->tcp_established,
+                      .ext_unix_sk = spec->external_unix_sockets,
+                      .shell_job = spec->shell_job,
+                      .file_locks = spec->file_locks},
+            .timeout_ms = request_remaining_ms(&c->r),
+        };
+        int rc;
+
+        request_step(&c->r, KYB_STEP_CRIU_DUMP, "runc checkpoint");
+        rc = kyb_container_save_spec(c->ctr.bundle, kyb_store_txn_dir(c->txn),
+                                     KYB_CONTAINER_SPEC_DUMP, err);
+        if (rc >= 0)
+                rc = kyb_runc_checkpoint(c->r.e->runc, &c->ctr, &o, err);
+        if (rc >= 0)
+                rc = commit(c, err);
+        if (rc >= 0 && !spec->leave_running)
+                rc = stop_container(c, err);
+        return rc;
+}
+
 static int dump(ckpt_ctx *c, kyb_error **err)
 {
         kyb_criu_opts o;
@@ -282,6 +388,8 @@ static int dump(ckpt_ctx *c, kyb_error **err)
 
         if (rc < 0)
                 return rc;
+        if (c->spec->target.kind == KYB_TARGET_CONTAINER)
+                return dump_container(c, err);
 
         request_step(&c->r, KYB_STEP_CRIU_DUMP, c->spec->pre_dump ? "criu pre-dump" : "criu dump");
         criu_options(c, &o);
@@ -299,6 +407,8 @@ static int dump(ckpt_ctx *c, kyb_error **err)
  * so that image may not match what keeps running. */
 static void rollback(ckpt_ctx *c)
 {
+        if (c->stop_signalled)
+                return; /* the checkpoint is all that is left of the container */
         request_step(&c->r, KYB_STEP_ROLLBACK, "removing partial checkpoint");
         kyb_store_abort(TAKE_PTR(c->txn));
         if (c->committed)
@@ -331,7 +441,7 @@ static int run_locked(ckpt_ctx *c, kyb_error **err)
 int kyb_engine_checkpoint(kyb_engine *e, const kyb_checkpoint_spec *spec,
                           const kyb_request_hooks *hooks, kyb_checkpoint *out, kyb_error **err)
 {
-        ckpt_ctx c = {.spec = spec};
+        ckpt_ctx c = {.spec = spec, .init_pidfd = -1};
         int rc;
 
         request_init(&c.r, e, hooks, spec->timeout_ms);
@@ -348,6 +458,9 @@ int kyb_engine_checkpoint(kyb_engine *e, const kyb_checkpoint_spec *spec,
                 rc = kyb_store_get(e->store, c.id, out, err);
         }
         kyb_manifest_free(c.m);
+        kyb_container_clear(&c.ctr);
+        if (c.init_pidfd >= 0)
+                close(c.init_pidfd);
         free(c.work_dir);
         request_finish(&c.r);
         if (rc < 0)

@@ -34,9 +34,12 @@ static int copy_config(kyb_engine_config *dst, const kyb_engine_config *src, kyb
         dst->store_dir = strdup(src->store_dir);
         dst->work_dir = strdup(src->work_dir);
         dst->criu_path = src->criu_path ? strdup(src->criu_path) : NULL;
+        dst->runc_path = src->runc_path ? strdup(src->runc_path) : NULL;
+        dst->runc_root = src->runc_root ? strdup(src->runc_root) : NULL;
         dst->node_name = strdup(src->node_name ? src->node_name : "");
         if (!dst->store_dir || !dst->work_dir || !dst->node_name ||
-            (src->criu_path && !dst->criu_path))
+            (src->criu_path && !dst->criu_path) || (src->runc_path && !dst->runc_path) ||
+            (src->runc_root && !dst->runc_root))
                 return kyb_error_set(err, ENOMEM, "engine config");
         return 0;
 }
@@ -46,7 +49,23 @@ static void free_config(kyb_engine_config *cfg)
         free((char *)cfg->store_dir);
         free((char *)cfg->work_dir);
         free((char *)cfg->criu_path);
+        free((char *)cfg->runc_path);
+        free((char *)cfg->runc_root);
         free((char *)cfg->node_name);
+}
+
+/* runc is not started here: a node without containers needs none. It gets
+ * the engine's CRIU so that containers are dumped by the same CRIU 4.x as
+ * process trees, not by whatever "criu" runc would find in $PATH. */
+static int open_runc(const kyb_engine_config *cfg, kyb_runc **out, kyb_error **err)
+{
+        kyb_runc_config rc = {
+            .runc_path = cfg->runc_path,
+            .root_templates = cfg->runc_root,
+            .criu_path = cfg->criu_path ? cfg->criu_path : KYB_CRIU_DEFAULT_PATH,
+        };
+
+        return kyb_runc_new(&rc, out, err);
 }
 
 int kyb_engine_new(const kyb_engine_config *cfg, kyb_engine **out, kyb_error **err)
@@ -64,6 +83,8 @@ int kyb_engine_new(const kyb_engine_config *cfg, kyb_engine **out, kyb_error **e
                 rc = kyb_store_open(cfg->store_dir, &e->store, err);
         if (rc >= 0 && (rc = kyb_criu_open(cfg->criu_path, &e->criu, err)) < 0)
                 kyb_error_wrap(err, rc, "criu");
+        if (rc >= 0 && (rc = open_runc(cfg, &e->runc, err)) < 0)
+                kyb_error_wrap(err, rc, "runc");
         if (rc < 0) {
                 kyb_engine_free(e);
                 return rc;
@@ -77,6 +98,7 @@ void kyb_engine_free(kyb_engine *e)
         if (!e)
                 return;
         kyb_criu_free(e->criu);
+        kyb_runc_free(e->runc);
         kyb_store_close(e->store);
         free_config(&e->cfg);
         while (e->locks)

@@ -11,6 +11,13 @@
  * whose dump fails, and the engine commits the checkpoint inside CRIU's
  * post-dump notification, while the tree is still frozen, so that a failed
  * commit makes CRIU resume the tree too; the partial image is removed.
+ *
+ * Containers (target kind container) are resolved through their runc state
+ * and dumped and restored by runc (container/container.h), which talks to
+ * CRIU itself: see checkpoint.c for how the rollback rule holds there.
+ * Restoring a container makes the calling process a child subreaper
+ * (PR_SET_CHILD_SUBREAPER) so that it inherits and reaps the init runc
+ * leaves behind, as it reaps restored process trees.
  */
 #pragma once
 
@@ -18,6 +25,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "base/validate.h"
 #include "store/store.h"
 
 typedef struct kyb_engine kyb_engine;
@@ -60,6 +68,8 @@ typedef struct kyb_engine_config {
         const char *store_dir;
         const char *work_dir;  /* per-request scratch (restore logs); created 0700 */
         const char *criu_path; /* NULL: the default CRIU */
+        const char *runc_path; /* NULL: "runc" in $PATH */
+        const char *runc_root; /* runc root templates (kyb_runc_config); NULL: the default */
         const char *node_name;
         int64_t default_timeout_ms; /* for requests that give none; 0: none */
 } kyb_engine_config;
@@ -96,6 +106,12 @@ int kyb_engine_checkpoint(kyb_engine *e, const kyb_checkpoint_spec *spec,
 
 typedef struct kyb_restore_spec {
         const char *checkpoint_id;
+        /* Checkpoints of containers only: the container to create (NULL or
+         * "": the checkpointed one's namespace and ID) and its OCI bundle
+         * (NULL or "": the bundle recorded at checkpoint time). */
+        const char *container_namespace;
+        const char *container_id;
+        const char *bundle;
         bool tcp_established;
         bool file_locks;
         bool shell_job;
@@ -114,6 +130,9 @@ typedef struct kyb_step_time {
 
 typedef struct kyb_restore_result {
         int32_t pid; /* root of the restored tree, host PID namespace */
+        /* The container created, for checkpoints of containers; "" otherwise. */
+        char container_namespace[KYB_ID_MAX_LEN + 1];
+        char container_id[KYB_ID_MAX_LEN + 1];
         kyb_step_time steps[KYB_MAX_STEPS];
         size_t n_steps;
 } kyb_restore_result;

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "ckpt/engine.h"
+#include "container/container.h"
 #include "criu/criu.h"
 
 typedef struct target_lock {
@@ -18,6 +19,7 @@ struct kyb_engine {
         kyb_engine_config cfg; /* strings owned */
         kyb_store *store;
         kyb_criu *criu;
+        kyb_runc *runc;
         pthread_mutex_t lock;
         target_lock *locks;
 };

@@ -6,12 +6,17 @@
  * byte-identical to its manifest. A lazy restore leaves a lazy-pages daemon
  * serving the remaining pages; a thread reaps it and only then releases the
  * checkpoint for deletion.
+ *
+ * A checkpoint of a container is restored by `runc restore -d` as a new
+ * container (its own ID, the recorded or a given bundle) in the same or a
+ * given containerd namespace; runc leaves its init to us to reap.
  */
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdint.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -29,7 +34,54 @@ typedef struct restore_ctx {
         char *images_dir;
         kyb_criu_lazy_pages *lazy;
         pid_t pid;
+        bool container;                  /* a container checkpoint: runc restores it */
+        char ctr_ns[KYB_ID_MAX_LEN + 1]; /* the container to create */
+        char ctr_id[KYB_ID_MAX_LEN + 1];
+        const char *bundle; /* borrowed from the spec or the manifest */
 } restore_ctx;
+
+static const char *nonempty(const char *s)
+{
+        return s && *s ? s : NULL;
+}
+
+static const char *or_default(const char *s, const char *def)
+{
+        return s && *s ? s : def;
+}
+
+/* Which container a container checkpoint becomes, and the checks that a
+ * process tree checkpoint is not asked to become one. */
+static int pick_container(restore_ctx *c, kyb_error **err)
+{
+        const kyb_restore_spec *spec = c->spec;
+        const kyb_manifest *m = c->ckpt.manifest;
+        bool asked = nonempty(spec->container_id) || nonempty(spec->container_namespace) ||
+                     nonempty(spec->bundle);
+
+        if (m->target.kind != KYB_TARGET_CONTAINER) {
+                if (asked)
+                        return kyb_error_setf(err, EINVAL,
+                                              "%s is a checkpoint of a process tree; only "
+                                              "container checkpoints restore as containers",
+                                              spec->checkpoint_id);
+                return 0;
+        }
+        if (spec->lazy_pages)
+                return kyb_error_setf(err, ENOTSUP, "lazy_pages: not supported for containers");
+        c->container = true;
+        snprintf(c->ctr_ns, sizeof(c->ctr_ns), "%s",
+                 or_default(spec->container_namespace, m->target.container_namespace));
+        snprintf(c->ctr_id, sizeof(c->ctr_id), "%s",
+                 or_default(spec->container_id, m->target.container_id));
+        c->bundle = or_default(spec->bundle, kyb_manifest_label(m, KYB_CONTAINER_BUNDLE_LABEL));
+        if (!nonempty(c->bundle))
+                return kyb_error_setf(err, EINVAL,
+                                      "%s records no bundle (label %s): give the restore a "
+                                      "bundle",
+                                      spec->checkpoint_id, KYB_CONTAINER_BUNDLE_LABEL);
+        return 0;
+}
 
 static int prepare(restore_ctx *c, kyb_error **err)
 {
@@ -51,6 +103,9 @@ static int prepare(restore_ctx *c, kyb_error **err)
                                       "%s is a pre-dump (memory only); restore the final dump "
                                       "that names it as parent",
                                       c->spec->checkpoint_id);
+        rc = pick_container(c, err);
+        if (rc < 0)
+                return rc;
         if (asprintf(&c->images_dir, "%s/%s", c->ckpt.path, KYB_MANIFEST_IMAGES_DIR) < 0 ||
             asprintf(&c->work_dir, "%s/restore-%s-XXXXXX", e->cfg.work_dir,
                      c->spec->checkpoint_id) < 0)
@@ -113,11 +168,73 @@ static int start_lazy_pages(restore_ctx *c, kyb_error **err)
         return kyb_criu_lazy_pages_start(c->r.e->criu, &lo, &c->lazy, err);
 }
 
+/*
+ * runc detaches and leaves the restored init behind as an orphan. As a
+ * child subreaper we inherit it and reap it like a restored process tree,
+ * instead of leaving its zombie to an init that may not reap (some hosts,
+ * the agent's own container); containerd's shim does the same for its
+ * containers. A failure only costs that, so it is not an error.
+ */
+static void become_subreaper(void)
+{
+        prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+}
+
+static int runc_restore(restore_ctx *c, const char *root, kyb_error **err)
+{
+        const kyb_manifest_criu *dumped = &c->ckpt.manifest->criu;
+        const kyb_restore_spec *spec = c->spec;
+        kyb_runc_restore_opts o = {
+            .root = root,
+            .images_dir = c->images_dir,
+            .work_dir = c->work_dir,
+            .bundle = c->bundle,
+            .flags = {.tcp_established = spec->tcp_established || dumped->tcp_established,
+                      .ext_unix_sk = spec->external_unix_sockets || dumped->external_unix_sockets,
+                      .shell_job = spec->shell_job || dumped->shell_job,
+                      .file_locks = spec->file_locks || dumped->file_locks},
+            .timeout_ms = request_remaining_ms(&c->r),
+        };
+        pid_t pid = 0;
+        int rc;
+
+        become_subreaper();
+        rc = kyb_runc_restore(c->r.e->runc, c->ctr_ns, c->ctr_id, &o, &pid, err);
+        if (rc < 0)
+                return rc;
+        c->pid = pid;
+        start_reaper(pid);
+        return 0;
+}
+
+/* Two restores into one container ID would race inside runc: the second is
+ * refused up front, like a second request on one checkpoint target. */
+static int restore_container(restore_ctx *c, kyb_error **err)
+{
+        _cleanup_free_ char *root = NULL;
+        char key[300];
+        int rc;
+
+        request_step(&c->r, KYB_STEP_CRIU_RESTORE, "runc restore");
+        snprintf(key, sizeof(key), "container %s/%s", c->ctr_ns, c->ctr_id);
+        rc = engine_lock_target(c->r.e, key, "a restore", err);
+        if (rc < 0)
+                return rc;
+        rc = kyb_runc_root_for_new(c->r.e->runc, c->ctr_ns, c->ctr_id, &root, err);
+        if (rc >= 0)
+                rc = runc_restore(c, root, err);
+        engine_unlock_target(c->r.e, key);
+        return rc;
+}
+
 static int restore(restore_ctx *c, kyb_error **err)
 {
         kyb_criu_result res = {0};
         kyb_criu_opts o;
         int rc;
+
+        if (c->container)
+                return restore_container(c, err);
 
         request_step(&c->r, KYB_STEP_CRIU_RESTORE,
                      c->spec->lazy_pages ? "criu restore (lazy pages)" : "criu restore");
@@ -205,6 +322,20 @@ static void cleanup(restore_ctx *c, bool ok)
         free(c->work_dir);
 }
 
+static int validate_container(const kyb_restore_spec *spec, kyb_error **err)
+{
+        int rc = 0;
+
+        if (nonempty(spec->container_namespace))
+                rc = kyb_validate_id("container namespace", spec->container_namespace, err);
+        if (rc >= 0 && nonempty(spec->container_id))
+                rc = kyb_validate_id("container id", spec->container_id, err);
+        if (rc >= 0 && nonempty(spec->bundle) && spec->bundle[0] != '/')
+                rc = kyb_error_setf(err, EINVAL, "bundle '%s' is not an absolute path",
+                                    spec->bundle);
+        return rc;
+}
+
 int kyb_engine_restore(kyb_engine *e, const kyb_restore_spec *spec, const kyb_request_hooks *hooks,
                        kyb_restore_result *out, kyb_error **err)
 {
@@ -214,6 +345,8 @@ int kyb_engine_restore(kyb_engine *e, const kyb_restore_spec *spec, const kyb_re
         request_init(&c.r, e, hooks, spec->timeout_ms);
         request_step(&c.r, KYB_STEP_VALIDATE, "validating request");
         rc = kyb_validate_id("checkpoint id", spec->checkpoint_id, err);
+        if (rc >= 0)
+                rc = validate_container(spec, err);
         if (rc >= 0 && spec->gpu_mode == KYB_GPU_MODE_REQUIRED)
                 rc = kyb_error_setf(err, ENODEV,
                                     "gpu mode required: this agent build cannot restore CUDA "
@@ -235,6 +368,8 @@ int kyb_engine_restore(kyb_engine *e, const kyb_restore_spec *spec, const kyb_re
         request_step(&c.r, KYB_STEP_DONE, "restore complete");
         request_finish(&c.r);
         out->pid = c.pid;
+        memcpy(out->container_namespace, c.ctr_ns, sizeof(c.ctr_ns));
+        memcpy(out->container_id, c.ctr_id, sizeof(c.ctr_id));
         out->n_steps = c.r.n_times;
         memcpy(out->steps, c.r.times, sizeof(out->steps));
         return 0;
