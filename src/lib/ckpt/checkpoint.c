@@ -393,6 +393,10 @@ static int dump(ckpt_ctx *c, kyb_error **err)
 
         request_step(&c->r, KYB_STEP_CRIU_DUMP, c->spec->pre_dump ? "criu pre-dump" : "criu dump");
         criu_options(c, &o);
+        /* Hash the images on the other core while CRIU writes them. */
+        rc = kyb_store_txn_follow_images(c->txn, err);
+        if (rc < 0)
+                return rc;
         if (c->spec->pre_dump)
                 rc = kyb_criu_pre_dump(c->r.e->criu, &o, NULL, err);
         else

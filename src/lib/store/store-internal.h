@@ -35,6 +35,8 @@ struct kyb_store_txn {
         char *dir;        /* root/name */
         char *images_dir; /* dir/checkpoint */
         int dir_fd;
+        int images_fd;                 /* -1 until images are followed */
+        struct store_prehash *prehash; /* NULL unless kyb_store_txn_follow_images() */
         bool published;
 };
 

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "base/validate.h"
+#include "store/prehash.h"
 #include "store/store-internal.h"
 
 static void closedirp(DIR **d)
@@ -146,6 +147,8 @@ const char *kyb_store_root(const kyb_store *s)
 
 static void txn_free(kyb_store_txn *txn)
 {
+        store_prehash_free(txn->prehash);
+        kyb_closep(&txn->images_fd);
         kyb_closep(&txn->dir_fd);
         free(txn->id);
         free(txn->name);
@@ -220,7 +223,7 @@ int store_txn_new(kyb_store *s, const char *id, kyb_store_txn **out, kyb_error *
                 (void)unlinkat(s->root_fd, name, AT_REMOVEDIR);
                 return kyb_error_set(err, ENOMEM, "begin %s", id);
         }
-        *txn = (kyb_store_txn){.store = s, .name = TAKE_PTR(name), .dir_fd = -1};
+        *txn = (kyb_store_txn){.store = s, .name = TAKE_PTR(name), .dir_fd = -1, .images_fd = -1};
         txn->id = strdup(id);
         if (!txn->id)
                 return kyb_error_set(err, ENOMEM, "begin %s", id);
@@ -275,22 +278,47 @@ int store_txn_publish(kyb_store_txn *txn, const char *manifest, size_t len, kyb_
         return 0;
 }
 
+int kyb_store_txn_follow_images(kyb_store_txn *txn, kyb_error **err)
+{
+        if (txn->prehash)
+                return 0;
+        txn->images_fd = openat(txn->dir_fd, KYB_MANIFEST_IMAGES_DIR,
+                                O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (txn->images_fd < 0)
+                return kyb_error_set(err, errno, "opening %s", txn->images_dir);
+        return store_prehash_start(txn->images_fd, &txn->prehash, err);
+}
+
+/* An image the tail-hasher followed: only its rest is read here. */
+static int finish_followed(kyb_store_txn *txn, const kyb_fs_entry *e, int fd, uint64_t *size,
+                           char sha[KYB_SHA256_HEX_LEN + 1], kyb_error **err)
+{
+        static const char prefix[] = KYB_MANIFEST_IMAGES_DIR "/";
+
+        if (!txn->prehash || strncmp(e->path, prefix, sizeof(prefix) - 1))
+                return 0;
+        return store_prehash_finish(txn->prehash, e->path + sizeof(prefix) - 1, fd, size, sha, err);
+}
+
 /* Hashes and fsyncs one file of the transaction (CRIU does not fsync its images). */
-static int hash_file(int dir_fd, const kyb_fs_entry *e, kyb_manifest *m, kyb_error **err)
+static int hash_file(kyb_store_txn *txn, const kyb_fs_entry *e, kyb_manifest *m, kyb_error **err)
 {
         _cleanup_close_ int fd = -1;
         char sha[KYB_SHA256_HEX_LEN + 1];
         uint64_t size = 0;
         int rc;
 
-        fd = kyb_fs_open_beneath(dir_fd, e->path, O_RDONLY, 0, err);
+        fd = kyb_fs_open_beneath(txn->dir_fd, e->path, O_RDONLY, 0, err);
         if (fd < 0)
                 return fd;
-        rc = kyb_fs_hash_copy(fd, -1, e->path, UINT64_MAX, &size, sha, err);
+        rc = finish_followed(txn, e, fd, &size, sha, err);
+        if (rc == 0) {
+                rc = kyb_fs_hash_copy(fd, -1, e->path, UINT64_MAX, &size, sha, err);
+                if (rc >= 0 && fsync(fd) < 0)
+                        rc = kyb_error_set(err, errno, "fsync %s", e->path);
+        }
         if (rc < 0)
                 return rc;
-        if (fsync(fd) < 0)
-                return kyb_error_set(err, errno, "fsync %s", e->path);
         return kyb_manifest_add_file(m, e->path, size, sha, e->mode, err);
 }
 
@@ -306,8 +334,9 @@ static int describe_files(kyb_store_txn *txn, kyb_manifest *m, kyb_error **err)
                 return kyb_error_setf(err, EINVAL, "%s is written by the store, not the caller",
                                       KYB_MANIFEST_NAME);
         kyb_manifest_clear_files(m);
+        store_prehash_stop(txn->prehash);
         for (size_t i = 0; i < tree.n; i++) {
-                rc = hash_file(txn->dir_fd, &tree.v[i], m, err);
+                rc = hash_file(txn, &tree.v[i], m, err);
                 if (rc < 0)
                         return rc;
         }

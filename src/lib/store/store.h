@@ -74,6 +74,13 @@ const char *kyb_store_txn_dir(const kyb_store_txn *txn);
 const char *kyb_store_txn_images_dir(const kyb_store_txn *txn);
 
 /*
+ * Starts hashing the files of the images directory while they are being
+ * written (by CRIU), so that the commit has little left to read and fsync.
+ * Optional; the commit hashes whatever was not followed.
+ */
+int kyb_store_txn_follow_images(kyb_store_txn *txn, kyb_error **err);
+
+/*
  * Publishes the transaction: hashes and fsyncs every file, replaces m's file
  * list and totals with what is on disk, sets m's checkpoint ID (and its
  * creation time when 0), writes manifest.json last, fsyncs the directories
