@@ -19,6 +19,9 @@ def agent(build_dir, tmp_path):
     argv = [str(build_dir / "cmd/kybernate-agent"), "--socket-path", sock,
             "--store-dir", str(tmp_path / "store"), "--work-dir", str(tmp_path / "work"),
             "--metrics-address", "127.0.0.1:0",
+            # no GPU, whatever the host has: the GPU paths are tested in
+            # test_agent_gpu.py with the stand-in driver
+            "--cuda-lib", "/nonexistent/libcuda.so.1", "--nvml-lib", "/nonexistent/libnvidia-ml.so.1",
             "--shutdown-grace", "2s", "--config", ""]
     proc = Process(argv, sock)
     proc.tmp = tmp_path
@@ -63,21 +66,21 @@ def test_health_reports_components(channel, pb2):
     assert resp.status == a.SERVING_STATUS_SERVING
 
 
-UNIMPLEMENTED_UNARY = [
+NO_GPU_UNARY = [
     ("GpuHibernate", "GpuHibernateRequest", "GpuProcess"),
     ("GpuResume", "GpuResumeRequest", "GpuProcess"),
     ("GpuStatus", "GpuStatusRequest", "GpuStatusResponse"),
 ]
 
 
-@pytest.mark.parametrize("method,req,resp", UNIMPLEMENTED_UNARY)
-def test_not_yet_built_methods_say_so(channel, pb2, method, req, resp):
+@pytest.mark.parametrize("method,req,resp", NO_GPU_UNARY)
+def test_gpu_methods_without_gpu_say_why(channel, pb2, method, req, resp):
     a = pb2.agent
     call = unary(channel, AGENT + method, getattr(a, req), getattr(a, resp))
     with pytest.raises(grpc.RpcError) as exc:
         call(getattr(a, req)(), timeout=10)
-    assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "not implemented yet" in exc.value.details()
+    assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "libcuda.so.1" in exc.value.details() and "no NVIDIA driver" in exc.value.details()
 
 
 def test_malformed_request_rejected(channel, pb2):

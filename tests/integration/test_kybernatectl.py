@@ -13,7 +13,9 @@ def agent_sock(build_dir, tmp_path):
     sock = str(tmp_path / "agent.sock")
     proc = Process([str(build_dir / "cmd/kybernate-agent"), "--config", "", "--socket-path",
                     sock, "--store-dir", str(tmp_path / "store"), "--work-dir",
-                    str(tmp_path / "work"), "--metrics-address", ""], sock)
+                    str(tmp_path / "work"), "--metrics-address", "", "--cuda-lib",
+                    "/nonexistent/libcuda.so.1", "--nvml-lib", "/nonexistent/libnvidia-ml.so.1"],
+                   sock)
     yield sock
     rc, _, err = proc.stop()
     assert rc == 0, err
@@ -43,7 +45,7 @@ def test_agent_error_is_exit_1_with_message(build_dir, agent_sock):
     out = ctl(build_dir, "gpu", "status", sock=agent_sock)
     assert out.returncode == 1
     assert out.stderr.startswith("kybernatectl: gpu status: ")
-    assert "UNIMPLEMENTED" in out.stderr and "not implemented yet" in out.stderr
+    assert "FAILED_PRECONDITION" in out.stderr and "no NVIDIA driver" in out.stderr
 
 
 def test_unreachable_agent_is_exit_3(build_dir, tmp_path):

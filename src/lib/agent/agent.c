@@ -93,6 +93,8 @@ static int start_engine(kyb_agent *agent, kyb_error **err)
             .runc_root = cfg->runc_root && *cfg->runc_root ? cfg->runc_root : NULL,
             .node_name = agent->node_name,
             .default_timeout_ms = cfg->request_timeout_ms,
+            .cuda_lib = cfg->cuda_lib && *cfg->cuda_lib ? cfg->cuda_lib : NULL,
+            .nvml_lib = cfg->nvml_lib && *cfg->nvml_lib ? cfg->nvml_lib : NULL,
         };
 
         return kyb_engine_new(&ecfg, &agent->engine, err);

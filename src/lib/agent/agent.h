@@ -19,6 +19,8 @@ typedef struct kyb_agent_config {
         char *metrics_address; /* "" disables the HTTP endpoint */
         char *node_name;       /* "" means the host name */
         char *criu_path;
+        char *cuda_lib;
+        char *nvml_lib;
         char *runc_path; /* "" or a name without '/': searched in $PATH */
         char *runc_root; /* ':'-separated templates, "{namespace}" replaced */
         char *log_level;

@@ -31,6 +31,10 @@ const kyb_config_option kyb_agent_options[] = {
     OPT("runc-root", KYB_CONFIG_STRING, runc_root, "/run/containerd/runc/{namespace}", 0, 0,
         "runc state roots of containerd namespaces, ':'-separated, tried in order; "
         "{namespace} is replaced by the container's namespace"),
+    OPT("cuda-lib", KYB_CONFIG_STRING, cuda_lib, "", 0, 0,
+        "CUDA driver library; empty means libcuda.so.1 from the loader path"),
+    OPT("nvml-lib", KYB_CONFIG_STRING, nvml_lib, "", 0, 0,
+        "NVML library; empty means libnvidia-ml.so.1 from the loader path"),
     OPT("log-level", KYB_CONFIG_STRING, log_level, "info", 0, 0,
         "error, warn, info, debug or trace"),
     OPT("log-format", KYB_CONFIG_STRING, log_format, "text", 0, 0, "text or json"),

@@ -6,6 +6,7 @@
 #include "agent.pb-c.h"
 #include "agent/convert.h"
 #include "agent/service.h"
+#include "gpu/gpu.h"
 #include "kyb-version.h"
 
 #define API          "kybernate.agent.v1"
@@ -22,27 +23,6 @@ static kyb_agent *agent_of(kyb_rpc_call *call)
         kyb_metric_add(agent->requests, kyb_rpc_call_method(call), 1);
         return agent;
 }
-
-/* Methods whose capability is not built yet answer UNIMPLEMENTED and say
- * which part of the product will bring them. */
-static int not_implemented(kyb_rpc_call *call, const char *what, kyb_error **err)
-{
-        kyb_agent *agent = agent_of(call);
-
-        kyb_metric_add(agent->request_errors, kyb_rpc_call_method(call), 1);
-        return kyb_error_setf(err, ENOSYS, "%s: not implemented yet in this agent build", what);
-}
-
-#define NOT_IMPLEMENTED_UNARY(fn, what)                                                            \
-        static int fn(kyb_rpc_call *call, const ProtobufCMessage *request,                         \
-                      ProtobufCMessage **response, kyb_error **err)                                \
-        {                                                                                          \
-                return not_implemented(call, what, err);                                           \
-        }
-
-NOT_IMPLEMENTED_UNARY(gpu_hibernate, "gpu hibernate (CUDA checkpoint API)")
-NOT_IMPLEMENTED_UNARY(gpu_resume, "gpu resume (CUDA checkpoint API)")
-NOT_IMPLEMENTED_UNARY(gpu_status, "gpu status (NVML)")
 
 /* ------------------------------------------------------------------------ */
 /* health */
@@ -83,13 +63,19 @@ static int fill_health(kyb_agent *agent, HealthResponse *resp, kyb_error **err)
         _cleanup_error_ kyb_error *store_err = NULL;
         bool store_ok = check_store(agent, &store_err) >= 0;
 
-        resp->components = calloc(2, sizeof(*resp->components));
+        resp->components = calloc(3, sizeof(*resp->components));
         if (!resp->components)
                 return kyb_error_set(err, ENOMEM, "health");
         resp->components[resp->n_components++] =
             component("store", store_ok, store_ok ? "writable" : kyb_error_message(store_err));
         resp->components[resp->n_components++] =
             component("criu", true, kyb_engine_criu_version(agent->engine));
+        /* No GPU is a fact, not a fault: the agent serves CPU workloads. */
+        resp->components[resp->n_components++] =
+            component("gpu", kyb_gpu_available(kyb_engine_gpu(agent->engine)),
+                      kyb_gpu_available(kyb_engine_gpu(agent->engine))
+                          ? "CUDA checkpoint API available"
+                          : kyb_gpu_unavailable_reason(kyb_engine_gpu(agent->engine)));
         for (size_t i = 0; i < resp->n_components; i++)
                 if (!resp->components[i])
                         return kyb_error_set(err, ENOMEM, "health");
@@ -154,9 +140,9 @@ const kyb_rpc_method kyb_agent_methods[] = {
     UNARY("ListCheckpoints", kyb_agent_list_checkpoints, list_checkpoints_request),
     UNARY("GetCheckpoint", kyb_agent_get_checkpoint, get_checkpoint_request),
     UNARY("DeleteCheckpoint", kyb_agent_delete_checkpoint, delete_checkpoint_request),
-    UNARY("GpuHibernate", gpu_hibernate, gpu_hibernate_request),
-    UNARY("GpuResume", gpu_resume, gpu_resume_request),
-    UNARY("GpuStatus", gpu_status, gpu_status_request),
+    UNARY("GpuHibernate", kyb_agent_gpu_hibernate, gpu_hibernate_request),
+    UNARY("GpuResume", kyb_agent_gpu_resume, gpu_resume_request),
+    UNARY("GpuStatus", kyb_agent_gpu_status, gpu_status_request),
     UNARY("Health", health, health_request),
     UNARY("Version", version, version_request),
 };

@@ -40,5 +40,13 @@ int kyb_agent_delete_checkpoint(kyb_rpc_call *call, const ProtobufCMessage *requ
 int kyb_agent_prepare_restore(kyb_rpc_call *call, const ProtobufCMessage *request,
                               ProtobufCMessage **response, kyb_error **err);
 
+/* GPU methods (gpu.c). */
+int kyb_agent_gpu_hibernate(kyb_rpc_call *call, const ProtobufCMessage *request,
+                            ProtobufCMessage **response, kyb_error **err);
+int kyb_agent_gpu_resume(kyb_rpc_call *call, const ProtobufCMessage *request,
+                         ProtobufCMessage **response, kyb_error **err);
+int kyb_agent_gpu_status(kyb_rpc_call *call, const ProtobufCMessage *request,
+                         ProtobufCMessage **response, kyb_error **err);
+
 /* Health as the /healthz endpoint and the Health RPC both see it. */
 int kyb_agent_health_check(void *agent, kyb_error **err);

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "base/validate.h"
+#include "ckpt/devices.h"
 #include "ckpt/request.h"
 #include "store/fsutil.h"
 
@@ -42,6 +43,7 @@ typedef struct ckpt_ctx {
         kyb_container ctr;    /* container targets: its runc state */
         int init_pidfd;       /* container targets: its init, pinned while we work */
         bool stop_signalled;  /* the container was killed after its commit */
+        device_state dev;     /* CUDA processes paused for the dump */
 } ckpt_ctx;
 
 /* A container that does not stop within this after SIGKILL is stuck in the
@@ -186,16 +188,12 @@ static int resolve(ckpt_ctx *c, kyb_error **err)
         return resolve_parent(c, err);
 }
 
-/* GPU state is captured by the device hooks of the GPU module, which this
- * build does not have: "auto" proceeds without GPU state, "required" fails
- * before anything was touched. */
 static int pause_devices(ckpt_ctx *c, kyb_error **err)
 {
-        if (c->spec->gpu_mode == KYB_GPU_MODE_REQUIRED)
-                return kyb_error_setf(err, ENODEV,
-                                      "gpu mode required: this agent build cannot checkpoint "
-                                      "CUDA state yet");
-        return 0;
+        int32_t root =
+            c->spec->target.kind == KYB_TARGET_CONTAINER ? c->ctr.pid : c->spec->target.pid;
+
+        return devices_pause(&c->r, c->spec, root, &c->dev, err);
 }
 
 static int fill_manifest_identity(ckpt_ctx *c, kyb_error **err)
@@ -246,9 +244,9 @@ static int build_manifest(ckpt_ctx *c, kyb_error **err)
         m->criu.external_unix_sockets = spec->external_unix_sockets;
         m->criu.pre_dump = spec->pre_dump;
         m->criu.lazy_pages = spec->lazy_pages;
-        m->gpu.mode = spec->gpu_mode;
-        m->gpu.lock_timeout_ms = spec->gpu_lock_timeout_ms;
         rc = fill_manifest_identity(c, err);
+        if (rc >= 0)
+                rc = devices_describe(&c->r, spec, &c->dev, m, err);
         for (size_t i = 0; rc >= 0 && i < spec->n_labels; i++)
                 rc = kyb_manifest_set_label(m, spec->labels[i].key, spec->labels[i].value, err);
         /* A restore needs the bundle again; the manifest's format has no
@@ -354,6 +352,19 @@ static int stop_container(ckpt_ctx *c, kyb_error **err)
         return 0;
 }
 
+/* After a successful dump: a workload that keeps running gets its GPU state
+ * back before the checkpoint is published; a stopped one is gone. */
+static int finish_dump(ckpt_ctx *c, kyb_error **err)
+{
+        int rc = 0;
+
+        if (c->spec->leave_running || c->spec->pre_dump)
+                rc = devices_resume(&c->r, &c->dev, err);
+        if (rc < 0)
+                return kyb_error_wrap(err, rc, "resuming CUDA state");
+        return c->committed ? 0 : commit(c, err);
+}
+
 static int dump_container(ckpt_ctx *c, kyb_error **err)
 {
         const kyb_checkpoint_spec *spec = c->spec;
@@ -373,9 +384,11 @@ static int dump_container(ckpt_ctx *c, kyb_error **err)
         rc = kyb_container_save_spec(c->ctr.bundle, kyb_store_txn_dir(c->txn),
                                      KYB_CONTAINER_SPEC_DUMP, err);
         if (rc >= 0)
+                rc = kyb_store_txn_follow_images(c->txn, err);
+        if (rc >= 0)
                 rc = kyb_runc_checkpoint(c->r.e->runc, &c->ctr, &o, err);
         if (rc >= 0)
-                rc = commit(c, err);
+                rc = finish_dump(c, err);
         if (rc >= 0 && !spec->leave_running)
                 rc = stop_container(c, err);
         return rc;
@@ -403,7 +416,7 @@ static int dump(ckpt_ctx *c, kyb_error **err)
                 rc = kyb_criu_dump(c->r.e->criu, &o, NULL, err);
         if (rc < 0)
                 return kyb_error_wrap(err, rc, "criu (logs in %s)", c->work_dir);
-        return c->committed ? 0 : commit(c, err);
+        return finish_dump(c, err);
 }
 
 /* After a failure: nothing half-written stays. A checkpoint committed in
@@ -414,6 +427,7 @@ static void rollback(ckpt_ctx *c)
         if (c->stop_signalled)
                 return; /* the checkpoint is all that is left of the container */
         request_step(&c->r, KYB_STEP_ROLLBACK, "removing partial checkpoint");
+        devices_rollback(&c->r, &c->dev);
         kyb_store_abort(TAKE_PTR(c->txn));
         if (c->committed)
                 kyb_store_delete(c->r.e->store, c->id, NULL, NULL);
@@ -463,6 +477,7 @@ int kyb_engine_checkpoint(kyb_engine *e, const kyb_checkpoint_spec *spec,
         }
         kyb_manifest_free(c.m);
         kyb_container_clear(&c.ctr);
+        devices_clear(&c.dev);
         if (c.init_pidfd >= 0)
                 close(c.init_pidfd);
         free(c.work_dir);

@@ -4,6 +4,7 @@
 
 #include "base/fs.h"
 #include "ckpt/request.h"
+#include "gpu/gpu.h"
 
 const char *kyb_step_name(kyb_step step)
 {
@@ -37,9 +38,12 @@ static int copy_config(kyb_engine_config *dst, const kyb_engine_config *src, kyb
         dst->runc_path = src->runc_path ? strdup(src->runc_path) : NULL;
         dst->runc_root = src->runc_root ? strdup(src->runc_root) : NULL;
         dst->node_name = strdup(src->node_name ? src->node_name : "");
+        dst->cuda_lib = src->cuda_lib ? strdup(src->cuda_lib) : NULL;
+        dst->nvml_lib = src->nvml_lib ? strdup(src->nvml_lib) : NULL;
         if (!dst->store_dir || !dst->work_dir || !dst->node_name ||
             (src->criu_path && !dst->criu_path) || (src->runc_path && !dst->runc_path) ||
-            (src->runc_root && !dst->runc_root))
+            (src->runc_root && !dst->runc_root) || (src->cuda_lib && !dst->cuda_lib) ||
+            (src->nvml_lib && !dst->nvml_lib))
                 return kyb_error_set(err, ENOMEM, "engine config");
         return 0;
 }
@@ -49,6 +53,8 @@ static void free_config(kyb_engine_config *cfg)
         free((char *)cfg->store_dir);
         free((char *)cfg->work_dir);
         free((char *)cfg->criu_path);
+        free((char *)cfg->cuda_lib);
+        free((char *)cfg->nvml_lib);
         free((char *)cfg->runc_path);
         free((char *)cfg->runc_root);
         free((char *)cfg->node_name);
@@ -68,6 +74,16 @@ static int open_runc(const kyb_engine_config *cfg, kyb_runc **out, kyb_error **e
         return kyb_runc_new(&rc, out, err);
 }
 
+/* Never fails for a missing GPU: the handle then reports why it is
+ * unavailable, and only requests that need a GPU fail. */
+static int open_gpu(kyb_engine *e, kyb_error **err)
+{
+        kyb_gpu_config gcfg = {.cuda_lib = e->cfg.cuda_lib, .nvml_lib = e->cfg.nvml_lib};
+        int rc = kyb_gpu_open(&gcfg, &e->gpu, err);
+
+        return rc < 0 ? kyb_error_wrap(err, rc, "gpu") : 0;
+}
+
 int kyb_engine_new(const kyb_engine_config *cfg, kyb_engine **out, kyb_error **err)
 {
         kyb_engine *e = calloc(1, sizeof(*e));
@@ -81,6 +97,8 @@ int kyb_engine_new(const kyb_engine_config *cfg, kyb_engine **out, kyb_error **e
                 rc = kyb_mkdir_p(cfg->work_dir, 0700, err);
         if (rc >= 0)
                 rc = kyb_store_open(cfg->store_dir, &e->store, err);
+        if (rc >= 0)
+                rc = open_gpu(e, err);
         if (rc >= 0 && (rc = kyb_criu_open(cfg->criu_path, &e->criu, err)) < 0)
                 kyb_error_wrap(err, rc, "criu");
         if (rc >= 0 && (rc = open_runc(cfg, &e->runc, err)) < 0)
@@ -98,6 +116,7 @@ void kyb_engine_free(kyb_engine *e)
         if (!e)
                 return;
         kyb_criu_free(e->criu);
+        kyb_gpu_free(e->gpu);
         kyb_runc_free(e->runc);
         kyb_store_close(e->store);
         free_config(&e->cfg);
@@ -105,6 +124,11 @@ void kyb_engine_free(kyb_engine *e)
                 engine_unlock_target(e, e->locks->key);
         pthread_mutex_destroy(&e->lock);
         free(e);
+}
+
+struct kyb_gpu *kyb_engine_gpu(kyb_engine *e)
+{
+        return e->gpu;
 }
 
 kyb_store *kyb_engine_store(kyb_engine *e)

@@ -72,7 +72,13 @@ typedef struct kyb_engine_config {
         const char *runc_root; /* runc root templates (kyb_runc_config); NULL: the default */
         const char *node_name;
         int64_t default_timeout_ms; /* for requests that give none; 0: none */
+        const char *cuda_lib;       /* NULL: "libcuda.so.1" */
+        const char *nvml_lib;       /* NULL: "libnvidia-ml.so.1" */
 } kyb_engine_config;
+
+struct kyb_gpu;
+/* The GPU facade the engine uses (for the agent's GPU methods). */
+struct kyb_gpu *kyb_engine_gpu(kyb_engine *e);
 
 int kyb_engine_new(const kyb_engine_config *cfg, kyb_engine **out, kyb_error **err);
 void kyb_engine_free(kyb_engine *e);

@@ -20,6 +20,7 @@ struct kyb_engine {
         kyb_store *store;
         kyb_criu *criu;
         kyb_runc *runc;
+        struct kyb_gpu *gpu; /* always set; reports "unavailable" without a GPU */
         pthread_mutex_t lock;
         target_lock *locks;
 };
