@@ -316,7 +316,7 @@ def test_criu_failure_mid_dump_leaves_workload_running(agent, pb2, tmp_path, bui
             time.sleep(0.02)
     finally:
         proc.kill()
-        subprocess.run(["pkill", "-KILL", "-f", f"--status {status}"])
+        subprocess.run(["pkill", "-KILL", "-f", f"counter --status {status}"])
         proc.wait()
 
 

@@ -126,7 +126,15 @@ def test_stop_mode_with_gpu_then_restore(gpu_agent, pb2, stub, counter):
     assert stub.process(pid)["state"] == "checkpointed"
     counter.tree.reap_parent(30)
     counter.tree = None
-    res = gpu_agent.restore("g-2")
+    # The stand-in driver knows processes by PID and the restored tree has new
+    # ones, so the driver reports none of them CHECKPOINTED: the restore must
+    # fail clearly and take the half-restored tree down (a real driver is
+    # exercised by tests/integration/test_real_gpu.py).
+    details = expect_error(lambda: gpu_agent.restore("g-2"), grpc.StatusCode.FAILED_PRECONDITION,
+                           "none of the restored tree is in the CHECKPOINTED state")
+    assert "gpu" in details
+    # Told to leave GPU state alone, the same checkpoint restores the process.
+    res = gpu_agent.restore("g-2", gpu_mode=pb2.agent.GPU_MODE_OFF)
     restored_pids.add(res.pid)
     ok, line = counter.verify(min_progress=mark)
     assert ok, line

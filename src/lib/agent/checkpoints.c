@@ -7,6 +7,7 @@
 #include "agent/convert.h"
 #include "agent/service.h"
 #include "base/log.h"
+#include "gpu/gpu.h"
 
 typedef Kybernate__Agent__V1__CheckpointProgress CheckpointProgress;
 typedef Kybernate__Agent__V1__RestoreProgress RestoreProgress;
@@ -129,9 +130,10 @@ int kyb_agent_restore(kyb_rpc_call *call, const ProtobufCMessage *request, kyb_e
         kyb_request_hooks hooks = {
             .progress = send_progress, .cancelled = stream_cancelled, .ctx = &s};
         RestoreProgress final = KYBERNATE__AGENT__V1__RESTORE_PROGRESS__INIT;
+        _cleanup_free_ kyb_gpu_uuid_pair *pairs = NULL;
         kyb_restore_result res = {0};
         kyb_restore_spec spec;
-        int rc = kyb_agent_restore_spec(req, &spec, err);
+        int rc = kyb_agent_restore_spec(req, &spec, &pairs, err);
 
         if (rc >= 0)
                 rc = kyb_engine_restore(agent->engine, &spec, &hooks, &res, err);

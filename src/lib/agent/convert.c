@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "agent/convert.h"
+#include "gpu/gpu.h"
 
 typedef Kybernate__Agent__V1__CheckpointInfo CheckpointInfo;
 typedef Kybernate__Agent__V1__StepDuration StepDuration;
@@ -99,15 +100,21 @@ int kyb_agent_checkpoint_spec(const Kybernate__Agent__V1__CheckpointRequest *req
 }
 
 int kyb_agent_restore_spec(const Kybernate__Agent__V1__RestoreRequest *req, kyb_restore_spec *spec,
-                           kyb_error **err)
+                           struct kyb_gpu_uuid_pair **pairs, kyb_error **err)
 {
         const Kybernate__Agent__V1__RestoreOptions *o = req->options;
 
         *spec = (kyb_restore_spec){.checkpoint_id = req->checkpoint_id};
+        *pairs = NULL;
         if (!o)
                 return 0;
-        if (o->n_gpu_uuid_map)
-                return kyb_error_setf(err, ENOTSUP, "gpu_uuid_map: not supported yet");
+        if (o->n_gpu_uuid_map && !(*pairs = calloc(o->n_gpu_uuid_map, sizeof(**pairs))))
+                return kyb_error_set(err, ENOMEM, "gpu uuid map");
+        for (size_t i = 0; i < o->n_gpu_uuid_map; i++)
+                (*pairs)[i] =
+                    (kyb_gpu_uuid_pair){o->gpu_uuid_map[i]->old_uuid, o->gpu_uuid_map[i]->new_uuid};
+        spec->gpu_uuid_map = *pairs;
+        spec->n_gpu_uuid_map = o->n_gpu_uuid_map;
         /* The engine fills what is left empty from the checkpoint. */
         if (o->container) {
                 spec->container_namespace = o->container->namespace_;

@@ -12,8 +12,9 @@
 /* Borrows strings from req: keep req alive while spec is used. */
 int kyb_agent_checkpoint_spec(const Kybernate__Agent__V1__CheckpointRequest *req,
                               kyb_checkpoint_spec *spec, kyb_label **labels, kyb_error **err);
+/* *pairs (freed by the caller) backs spec->gpu_uuid_map. */
 int kyb_agent_restore_spec(const Kybernate__Agent__V1__RestoreRequest *req, kyb_restore_spec *spec,
-                           kyb_error **err);
+                           struct kyb_gpu_uuid_pair **pairs, kyb_error **err);
 
 Kybernate__Agent__V1__CheckpointInfo *kyb_agent_checkpoint_info(const kyb_checkpoint *c);
 Kybernate__Agent__V1__RestoreResult *kyb_agent_restore_result(const kyb_restore_result *r);

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "ckpt/devices.h"
 #include "gpu/gpu.h"
@@ -96,4 +98,86 @@ void devices_clear(device_state *d)
 {
         free(d->pids);
         *d = (device_state){0};
+}
+
+/* Appends root and its descendants (through /proc/<pid>/task/<tid>/children). */
+static void tree_pids(int32_t root, int32_t *out, size_t *n, size_t max)
+{
+        char path[64], buf[4096];
+        size_t first = *n;
+
+        if (*n == max)
+                return;
+        out[(*n)++] = root;
+        for (size_t i = first; i < *n; i++) {
+                snprintf(path, sizeof(path), "/proc/%d/task/%d/children", out[i], out[i]);
+                FILE *f = fopen(path, "re");
+                if (!f)
+                        continue;
+                size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+                fclose(f);
+                buf[len] = '\0';
+                for (char *s = strtok(buf, " \n"); s && *n < max; s = strtok(NULL, " \n"))
+                        out[(*n)++] = (int32_t)atoi(s);
+        }
+}
+
+static bool is_checkpointed(kyb_gpu *g, int32_t pid)
+{
+        kyb_gpu_info info = {0};
+        bool yes = false;
+
+        if (kyb_gpu_status(g, pid, &info, NULL) < 0)
+                return false;
+        for (size_t i = 0; i < info.n_processes; i++)
+                if (info.processes[i].pid == pid && info.processes[i].state_known &&
+                    info.processes[i].state == KYB_CUDA_CHECKPOINTED)
+                        yes = true;
+        kyb_gpu_info_clear(&info);
+        return yes;
+}
+
+/* The k-th restored CUDA process continues the k-th recorded one. */
+static int resume_restored(request *r, const kyb_manifest *m, int32_t pid, size_t k,
+                           const kyb_gpu_uuid_pair *pairs, size_t n_pairs, kyb_error **err)
+{
+        kyb_gpu_source *sources = NULL;
+        size_t n_sources = 0;
+        int rc = 0;
+
+        if (k < m->gpu.n_processes)
+                rc = kyb_gpu_sources_from_manifest(&m->gpu, m->gpu.processes[k].pid, &sources,
+                                                   &n_sources, err);
+        if (rc >= 0) {
+                kyb_gpu_uuid_map map = {
+                    .pairs = pairs, .n_pairs = n_pairs, .sources = sources, .n_sources = n_sources};
+                rc = kyb_gpu_resume(r->e->gpu, pid, &map, err);
+        }
+        free(sources);
+        return rc < 0 ? kyb_error_wrap(err, rc, "cuda pid %d", pid) : 0;
+}
+
+int devices_restore(request *r, const kyb_manifest *m, int32_t root_pid,
+                    const kyb_gpu_uuid_pair *pairs, size_t n_pairs, kyb_error **err)
+{
+        int32_t pids[1024];
+        size_t n = 0, found = 0;
+        int rc = 0;
+
+        if (!m->gpu.captured)
+                return 0;
+        if (!kyb_gpu_available(r->e->gpu))
+                return kyb_error_setf(err, ENODEV, "the checkpoint holds CUDA state: %s",
+                                      kyb_gpu_unavailable_reason(r->e->gpu));
+        request_step(r, KYB_STEP_GPU_RESTORE, "restoring and unlocking CUDA state");
+        tree_pids(root_pid, pids, &n, KYB_ARRAY_SIZE(pids));
+        for (size_t i = 0; rc >= 0 && i < n; i++)
+                if (is_checkpointed(r->e->gpu, pids[i]))
+                        rc = resume_restored(r, m, pids[i], found++, pairs, n_pairs, err);
+        if (rc >= 0 && found == 0)
+                rc = kyb_error_setf(err, ENODEV,
+                                    "the checkpoint recorded %zu CUDA process(es) but none of "
+                                    "the restored tree is in the CHECKPOINTED state",
+                                    m->gpu.n_processes);
+        return rc;
 }

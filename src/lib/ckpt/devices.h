@@ -9,6 +9,7 @@
 #pragma once
 
 #include "ckpt/request.h"
+#include "gpu/gpu.h"
 
 typedef struct device_state {
         int32_t *pids; /* CUDA processes hibernated for this request */
@@ -32,3 +33,12 @@ int devices_describe(request *r, const kyb_checkpoint_spec *spec, device_state *
                      kyb_error **err);
 
 void devices_clear(device_state *d);
+
+/*
+ * After a CRIU restore of a checkpoint that holds CUDA state: every process
+ * of the restored tree the driver reports CHECKPOINTED is restored (onto
+ * the GPUs of the map, or the same ones) and unlocked. Fails when the
+ * checkpoint recorded CUDA processes but the tree has none to resume.
+ */
+int devices_restore(request *r, const kyb_manifest *m, int32_t root_pid,
+                    const kyb_gpu_uuid_pair *pairs, size_t n_pairs, kyb_error **err);

@@ -124,6 +124,9 @@ typedef struct kyb_restore_spec {
         bool external_unix_sockets;
         bool lazy_pages;
         kyb_gpu_mode gpu_mode;
+        /* Old GPU UUID -> new one, when the checkpoint's GPUs differ from ours. */
+        const struct kyb_gpu_uuid_pair *gpu_uuid_map;
+        size_t n_gpu_uuid_map;
         int64_t timeout_ms;
 } kyb_restore_spec;
 

@@ -13,6 +13,7 @@
  */
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdint.h>
@@ -21,6 +22,7 @@
 #include <sys/wait.h>
 
 #include "base/validate.h"
+#include "ckpt/devices.h"
 #include "ckpt/request.h"
 #include "store/fsutil.h"
 
@@ -180,6 +182,8 @@ static void become_subreaper(void)
         prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 }
 
+static int restore_devices(restore_ctx *c, kyb_error **err);
+
 static int runc_restore(restore_ctx *c, const char *root, kyb_error **err)
 {
         const kyb_manifest_criu *dumped = &c->ckpt.manifest->criu;
@@ -204,7 +208,7 @@ static int runc_restore(restore_ctx *c, const char *root, kyb_error **err)
                 return rc;
         c->pid = pid;
         start_reaper(pid);
-        return 0;
+        return restore_devices(c, err);
 }
 
 /* Two restores into one container ID would race inside runc: the second is
@@ -227,6 +231,22 @@ static int restore_container(restore_ctx *c, kyb_error **err)
         return rc;
 }
 
+/* The tree runs but its CUDA state is still in host memory: bring it back,
+ * or take the tree down again rather than leave it stuck on a lock. */
+static int restore_devices(restore_ctx *c, kyb_error **err)
+{
+        int rc = 0;
+
+        if (c->spec->gpu_mode != KYB_GPU_MODE_OFF)
+                rc = devices_restore(&c->r, c->ckpt.manifest, c->pid, c->spec->gpu_uuid_map,
+                                     c->spec->n_gpu_uuid_map, err);
+        if (rc < 0) {
+                kill(c->pid, SIGKILL);
+                return kyb_error_wrap(err, rc, "gpu");
+        }
+        return 0;
+}
+
 static int restore(restore_ctx *c, kyb_error **err)
 {
         kyb_criu_result res = {0};
@@ -247,7 +267,7 @@ static int restore(restore_ctx *c, kyb_error **err)
                 return kyb_error_wrap(err, rc, "criu (logs in %s)", c->work_dir);
         c->pid = res.pid;
         start_reaper(res.pid);
-        return 0;
+        return restore_devices(c, err);
 }
 
 typedef struct lazy_waiter {
