@@ -258,7 +258,7 @@ def fetch(build_dir, source, dest, env):
 
 
 def test_fetch_round_trip_is_byte_identical(build_dir, tmp_path, s3, wd):
-    target = s3_target(s3, "rt")
+    target = s3_target(s3, "sidecar-rt")
     w = Watcher(build_dir, tmp_path, wd, target, s3.env())
     try:
         src = publish(wd, "rt-1", noisy_checkpoint, 7 * MIB)
