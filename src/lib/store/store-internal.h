@@ -26,6 +26,7 @@ struct kyb_store {
         store_ref *refs;
         size_t n_refs;
         unsigned long delete_seq;
+        struct store_seal *seals; /* checkpoints whose files were hashed (seal.h) */
 };
 
 struct kyb_store_txn {

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "base/validate.h"
+#include "store/seal.h"
 #include "store/store-internal.h"
 
 #define TRASH_ATTEMPTS 1000
@@ -249,6 +250,7 @@ int kyb_store_delete(kyb_store *s, const char *id, uint64_t *freed_bytes, kyb_er
         rc = lock_and_trash(s, id, &trash, err);
         if (rc < 0)
                 return rc;
+        store_unseal(s, id);
         /* Out of sight already; what fails to go now goes at the next open. */
         rc = kyb_fs_rm_rf_at(s->root_fd, trash, &freed, err);
         if (freed_bytes)

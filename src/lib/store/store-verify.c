@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "base/validate.h"
+#include "store/seal.h"
 #include "store/store-internal.h"
 
 static int cmp_path_ptr(const void *a, const void *b)
@@ -114,11 +115,16 @@ static int verify(kyb_store *s, const char *id, kyb_error **err)
         if ((rc = kyb_fs_scan(fd, EBADMSG, &tree, err)) < 0 ||
             (rc = store_check_tree(c.manifest, &tree, err)) < 0)
                 return rc;
+        if (store_seal_intact(s, id, c.manifest, c.manifest_sha256))
+                return 0;
         for (size_t i = 0; i < c.manifest->n_files; i++) {
                 rc = verify_file(fd, &c.manifest->files[i], err);
-                if (rc < 0)
+                if (rc < 0) {
+                        store_unseal(s, id);
                         return rc;
+                }
         }
+        store_seal(s, id, c.manifest, c.manifest_sha256);
         return 0;
 }
 

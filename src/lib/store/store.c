@@ -9,7 +9,9 @@
 #include <time.h>
 
 #include "base/validate.h"
+#include "store/digest.h"
 #include "store/prehash.h"
+#include "store/seal.h"
 #include "store/store-internal.h"
 
 static void closedirp(DIR **d)
@@ -133,6 +135,7 @@ void kyb_store_close(kyb_store *s)
         for (size_t i = 0; i < s->n_refs; i++)
                 free(s->refs[i].id);
         free(s->refs);
+        store_seals_free(s);
         kyb_closep(&s->lock_fd);
         kyb_closep(&s->root_fd);
         pthread_mutex_destroy(&s->lock);
@@ -366,10 +369,17 @@ static int commit(kyb_store_txn *txn, kyb_manifest *m, kyb_error **err)
         size_t len = 0;
         int rc;
 
+        char sha[KYB_SHA256_HEX_LEN + 1];
+
         if ((rc = describe_files(txn, m, err)) < 0 || (rc = set_identity(txn, m, err)) < 0 ||
-            (rc = kyb_manifest_to_json(m, &json, &len, err)) < 0)
+            (rc = kyb_manifest_to_json(m, &json, &len, err)) < 0 ||
+            (rc = kyb_sha256_buf(json, len, sha, err)) < 0)
                 return rc;
-        return store_txn_publish(txn, json, len, err);
+        rc = store_txn_publish(txn, json, len, err);
+        /* Every file was just hashed by us: a restore need not read them again. */
+        if (rc >= 0)
+                store_seal(txn->store, txn->id, m, sha);
+        return rc;
 }
 
 int kyb_store_commit(kyb_store_txn *txn, kyb_manifest *m, kyb_error **err)
