@@ -3,6 +3,7 @@
 SHELL      := /bin/bash
 BUILD_DIR  ?= build
 ASAN_DIR   ?= build-asan
+FUZZ_DIR   ?= build-fuzz
 PYTHON     ?= /usr/bin/python3
 MESON      ?= meson
 PYTEST_ARGS ?=
@@ -10,7 +11,7 @@ PYTEST_ARGS ?=
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
 .PHONY: all help setup generate build build-asan test unit integration demo bench valgrind testenv-up testenv-down testenv-status \
-        fmt fmt-check lint clean
+        fuzz-build fmt fmt-check lint clean
 
 all: build
 
@@ -49,8 +50,16 @@ build-asan: $(ASAN_DIR)/build.ninja
 unit: build-asan
 	$(MESON) test -C $(ASAN_DIR) --print-errorlogs --suite unit
 
-integration: build-asan
-	KYB_BUILD_DIR=$(abspath $(ASAN_DIR)) $(PYTHON) -m pytest -ra $(PYTEST_ARGS) tests
+$(FUZZ_DIR)/build.ninja:
+	CC=clang $(MESON) setup $(FUZZ_DIR) -Dfuzz=true -Dbuildtype=debug \
+	  -Db_sanitize=address,undefined -Db_lundef=false
+
+fuzz-build: $(FUZZ_DIR)/build.ninja
+	ninja -C $(FUZZ_DIR) tests/fuzz/fuzz_archive_extract tests/fuzz/fuzz_manifest
+
+integration: build-asan fuzz-build
+	KYB_BUILD_DIR=$(abspath $(ASAN_DIR)) KYB_FUZZ_DIR=$(abspath $(FUZZ_DIR)) \
+	  $(PYTHON) -m pytest -ra $(PYTEST_ARGS) tests
 
 test: setup lint
 	$(MAKE) unit
@@ -86,4 +95,4 @@ fmt-check lint:
 	@echo "clang-format: $(words $(C_SOURCES)) files clean"
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

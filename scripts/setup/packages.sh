@@ -7,7 +7,7 @@ PACKAGES_BUILD=(
 	meson ninja-build pkg-config gcc clang clang-format git make
 	libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
 	libcmocka-dev libjansson-dev libyaml-dev libcurl4-openssl-dev
-	libarchive-dev libzstd-dev zstd libmicrohttpd-dev valgrind libssl-dev
+	libarchive-dev libzstd-dev zstd libmicrohttpd-dev valgrind libclang-rt-14-dev libssl-dev
 )
 
 PACKAGES_TEST=(
