@@ -22,20 +22,6 @@ static const char usage[] =
     "environment variables, command-line flags.\n"
     "\n";
 
-static int setup_logging(const kyb_agent_config *cfg, kyb_error **err)
-{
-        kyb_log_level level;
-        kyb_log_format format;
-        int rc = kyb_log_level_from_string(cfg->log_level, &level, err);
-
-        if (rc >= 0)
-                rc = kyb_log_format_from_string(cfg->log_format, &format, err);
-        if (rc < 0)
-                return rc;
-        kyb_log_setup(level, format, -1);
-        return 0;
-}
-
 static int print_help(void)
 {
         _cleanup_free_ char *opts =
@@ -101,7 +87,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "kybernate-agent: unexpected argument '%s'\n",
                         argv[status.next_arg]);
                 rc = 2;
-        } else if (setup_logging(&cfg, &err) < 0) {
+        } else if (kyb_log_configure(cfg.log_level, cfg.log_format, &err) < 0) {
                 fprintf(stderr, "kybernate-agent: %s\n", kyb_error_message(err));
                 rc = 2;
         } else

@@ -283,3 +283,17 @@ void kyb_log_write_error(const char *module, const char *file, int line, const k
                 msg = NULL;
         errno = saved_errno;
 }
+
+int kyb_log_configure(const char *level, const char *format, kyb_error **err)
+{
+        kyb_log_level lvl;
+        kyb_log_format fmt;
+        int rc = kyb_log_level_from_string(level, &lvl, err);
+
+        if (rc >= 0)
+                rc = kyb_log_format_from_string(format, &fmt, err);
+        if (rc < 0)
+                return rc;
+        kyb_log_setup(lvl, fmt, -1);
+        return 0;
+}

@@ -47,6 +47,9 @@ void kyb_log_setup(kyb_log_level level, kyb_log_format format, int fd);
 
 bool kyb_log_enabled(kyb_log_level level);
 
+/* kyb_log_setup() from option strings ("info", "json"), to stderr. */
+int kyb_log_configure(const char *level, const char *format, kyb_error **err);
+
 /* Parses "error", "warn" (or "warning"), "info", "debug", "trace". */
 int kyb_log_level_from_string(const char *s, kyb_log_level *out, kyb_error **err);
 
