@@ -330,3 +330,27 @@ def test_sigterm_when_idle_exits_zero(build_dir, tmp_path, wd):
         w.kill()
     first = w.text().splitlines()[0]
     assert json.loads(first)["msg"] if "msg" in first else json.loads(first)
+
+
+def test_fetch_into_full_filesystem_fails_cleanly(build_dir, tmp_path):
+    src = tmp_path / "src"
+    make_checkpoint(src, 4 * MIB)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    up = subprocess.run([str(build_dir / "tests/integration/storage/storage_driver"), "upload",
+                         str(src), f"file://{remote}/full.tar.zst"], capture_output=True,
+                        text=True, timeout=120)
+    assert up.returncode == 0, up.stderr
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        out = subprocess.run([sidecar(build_dir), "fetch", "--source",
+                              f"file://{remote}/full.tar.zst", "--dest", str(small)],
+                             capture_output=True, text=True, timeout=120, env=clean_env())
+        assert out.returncode != 0
+        assert "No space left on device" in out.stderr, out.stderr
+        assert list(small.iterdir()) == []  # no partial directory, no temporary one
+    finally:
+        subprocess.run(["umount", "-l", str(small)])
