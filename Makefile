@@ -71,6 +71,7 @@ demo: setup build
 bench: setup build
 	$(PYTHON) bench/rpc.py --build $(BUILD_DIR)
 	$(PYTHON) bench/agent.py --build $(BUILD_DIR) $(AGENT_BENCH_ARGS)
+	$(PYTHON) bench/storage.py --build $(BUILD_DIR) $(STORAGE_BENCH_ARGS)
 
 valgrind: build
 	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
