@@ -155,11 +155,22 @@ static int parse_gpu_mode(const char *cmd, const char *s, Kybernate__Agent__V1__
         return CTL_OK;
 }
 
+/* "[NS/]ID" in place; the namespace defaults to containerd's "default". */
+static void split_container(char *arg, Kybernate__Agent__V1__ContainerTarget *cont)
+{
+        char *slash = strchr(arg, '/');
+
+        cont->namespace_ = slash ? arg : "default";
+        cont->id = slash ? slash + 1 : arg;
+        if (slash)
+                *slash = '\0';
+}
+
 static int parse_target(const char *cmd, const char *pid, char *container,
                         Kybernate__Agent__V1__Target *t, Kybernate__Agent__V1__ProcessTarget *proc,
                         Kybernate__Agent__V1__ContainerTarget *cont)
 {
-        char *end, *slash;
+        char *end;
 
         if (!pid == !container)
                 return usage_error(cmd, "give exactly one of --pid and --container");
@@ -172,11 +183,7 @@ static int parse_target(const char *cmd, const char *pid, char *container,
                 t->process = proc;
                 return CTL_OK;
         }
-        slash = strchr(container, '/');
-        cont->namespace_ = slash ? container : "default";
-        cont->id = slash ? slash + 1 : container;
-        if (slash)
-                *slash = '\0';
+        split_container(container, cont);
         t->kind_case = KYBERNATE__AGENT__V1__TARGET__KIND_CONTAINER;
         t->container = cont;
         return CTL_OK;
@@ -418,11 +425,7 @@ static int cmd_restore(ctl *c, int argc, char **argv)
         if (optind != argc - 1)
                 return usage_error("restore", "needs exactly one checkpoint ID");
         if (container) {
-                char *slash = strchr(container, '/');
-                cont.namespace_ = slash ? container : "default";
-                cont.id = slash ? slash + 1 : container;
-                if (slash)
-                        *slash = '\0';
+                split_container(container, &cont);
                 o.container = &cont;
         }
         o.n_gpu_uuid_map = map.n;
