@@ -41,8 +41,8 @@ WRAP
 	chmod 0755 "$out/bin/$name"
 done
 cp "$repo/tests/workloads/cuda_counter.cu" "$repo/tests/workloads/wl_common.c" \
-	"$repo/tests/workloads/wl_common.h" "$out/src/"
-install -m 0755 "$repo/scripts/gpu/real_gpu_test.py" "$out/"
+	"$repo/tests/workloads/wl_common.h" "$repo/bench/gpu_bandwidth.cu" "$out/src/"
+install -m 0755 "$repo/scripts/gpu/real_gpu_test.py" "$repo/bench/gpu.py" "$out/"
 cat >"$out/run.sh" <<'RUN'
 #!/usr/bin/env bash
 # Runs the real-GPU checkpoint/restore tests with the bundled binaries.
@@ -51,4 +51,12 @@ here="$(cd "$(dirname "$0")" && pwd)"
 exec python3 "$here/real_gpu_test.py" --bin "$here/bin" --src "$here/src" "$@"
 RUN
 chmod +x "$out/run.sh"
-echo "bundle: $(du -sh "$out" | cut -f1) in $out; run $out/run.sh on the GPU host"
+cat >"$out/bench.sh" <<'BENCH'
+#!/usr/bin/env bash
+# The GPU benchmark (bench/gpu.py) with the bundled binaries.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+exec python3 "$here/gpu.py" --bin "$here/bin" --src "$here/src" "$@"
+BENCH
+chmod +x "$out/bench.sh"
+echo "bundle: $(du -sh "$out" | cut -f1) in $out; on the GPU host run $out/run.sh (tests), $out/bench.sh (benchmark)"
