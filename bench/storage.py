@@ -43,8 +43,10 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests/integration"))
 from env import s3 as s3env  # noqa: E402
 from env.common import child_env  # noqa: E402
+from sample_artifact import write_manifest  # noqa: E402
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -105,28 +107,7 @@ def make_checkpoint(path, pages_size, seed=1):
         put(f"checkpoint/{kind}-{i + 1}.img", [data])
     put("config.dump", [b'{"id":"abcdef0123"}'])
     put("spec.dump", [b'{"ociVersion":"1.0.2"}'])
-    entries.sort(key=lambda e: e["path"])
-    manifest = {
-        "formatVersion": 1,
-        "checkpointId": f"ckpt-{seed}",
-        "createdAt": "2024-05-01T12:00:00.5Z",
-        "node": "node-a",
-        "workload": {"podNamespace": "ml", "podName": "llm-0", "podUid": "uid-1",
-                     "containerName": "server", "image": "registry.example/llm:1.2"},
-        "target": {"container": {"namespace": "k8s.io", "id": "abcdef0123"}},
-        "gpu": {"mode": "off", "captured": False, "lockTimeoutMs": 5000, "driverVersion": "",
-                "cudaDriverVersion": 0, "devices": [], "processes": []},
-        "criu": {"version": "4.1.1",
-                 "options": {"leaveRunning": False, "tcpEstablished": False, "fileLocks": False,
-                             "shellJob": False, "externalUnixSockets": False, "preDump": False,
-                             "lazyPages": False, "parentId": ""}},
-        "steps": [{"name": "criu_dump", "durationMs": 10, "bytes": pages_size}],
-        "labels": {"app": "llm"},
-        "totals": {"files": len(entries), "bytes": sum(e["size"] for e in entries)},
-        "files": entries,
-    }
-    (path / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest["totals"]["bytes"]
+    return write_manifest(path, entries, pages_size, seed)
 
 
 def timed(argv, env=None, rss_file=None):

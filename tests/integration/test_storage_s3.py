@@ -12,6 +12,7 @@ import time
 import pytest
 
 from env import s3 as s3env
+from sample_artifact import write_manifest
 
 MIB = 1 << 20
 PART = 5 * MIB
@@ -55,26 +56,7 @@ def make_checkpoint(path, pages_size, seed=1):
         p.write_bytes(data)
     entries = [{"path": rel, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
                 "mode": "0644"} for rel, data in sorted(files.items())]
-    manifest = {
-        "formatVersion": 1,
-        "checkpointId": f"ckpt-{seed}",
-        "createdAt": "2024-05-01T12:00:00.5Z",
-        "node": "node-a",
-        "workload": {"podNamespace": "ml", "podName": "llm-0", "podUid": "uid-1",
-                     "containerName": "server", "image": "registry.example/llm:1.2"},
-        "target": {"container": {"namespace": "k8s.io", "id": "abcdef0123"}},
-        "gpu": {"mode": "off", "captured": False, "lockTimeoutMs": 5000, "driverVersion": "",
-                "cudaDriverVersion": 0, "devices": [], "processes": []},
-        "criu": {"version": "4.1.1",
-                 "options": {"leaveRunning": False, "tcpEstablished": False, "fileLocks": False,
-                             "shellJob": False, "externalUnixSockets": False, "preDump": False,
-                             "lazyPages": False, "parentId": ""}},
-        "steps": [{"name": "criu_dump", "durationMs": 10, "bytes": pages_size}],
-        "labels": {"app": "llm"},
-        "totals": {"files": len(entries), "bytes": sum(e["size"] for e in entries)},
-        "files": entries,
-    }
-    (path / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_manifest(path, entries, pages_size, seed)
     return path
 
 
