@@ -178,16 +178,19 @@ def test_leave_running_then_restore_copy(agent, pb2, workloads):
     assert ok, line
 
 
-def test_checkpoint_twice_gives_two_restorable_images(agent, pb2, workloads):
+def test_restored_workload_checkpoints_again(agent, pb2, workloads):
     w = workloads("counter")
-    mark1, _ = stop_and_restore(agent, pb2, w, "gen-1")
-    # The restored process is now the workload: checkpoint it again.
-    w.tree = criu_mod.ProcTree(max(restored_pids), _Parentless())
-    mark2 = w.mark()
+    mark1, pid1 = stop_and_restore(agent, pb2, w, "gen-1")
+    ok, line = w.verify(min_progress=mark1)
+    assert ok, line
+    # The restored process is the workload now (the agent reaps it): a
+    # second generation checkpoints and restores it again.
+    w.tree = criu_mod.ProcTree(pid1, _Parentless())
+    mark2, _ = stop_and_restore(agent, pb2, w, "gen-2")
     assert mark2 > mark1
     ok, line = w.verify(min_progress=mark2)
     assert ok, line
-    assert sorted(agent.list_ids()) == ["gen-1"]
+    assert sorted(agent.list_ids()) == ["gen-1", "gen-2"]
 
 
 class _Parentless:
