@@ -9,6 +9,8 @@ import subprocess
 
 import pytest
 
+REGRESSIONS = pathlib.Path(__file__).resolve().parents[1] / "fuzz/regressions"
+
 from test_storage_s3 import make_checkpoint, run
 
 SECONDS = int(os.environ.get("KYB_FUZZ_SECONDS", "20"))
@@ -44,7 +46,9 @@ def seeds(build_dir, tmp_path_factory):
 def test_fuzz(fuzz_dir, seeds, tmp_path, target):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
+    # Inputs that once crashed a target are replayed first, every run.
     out = subprocess.run([str(fuzz_dir / "tests/fuzz" / target), str(corpus), str(seeds[target]),
+                          str(REGRESSIONS / target),
                           f"-max_total_time={SECONDS}", "-rss_limit_mb=1024", "-timeout=10",
                           f"-artifact_prefix={tmp_path}/"],
                          capture_output=True, text=True, timeout=SECONDS + 120)

@@ -402,6 +402,9 @@ int kyb_time_parse_rfc3339(const char *s, int64_t *ns, kyb_error **err)
         if (y < 1970 || !gmtime_r(&secs, &check) || check.tm_mday != d || check.tm_mon != mo - 1 ||
             check.tm_hour != h || check.tm_min != mi || check.tm_sec != sec)
                 return kyb_error_setf(err, EINVAL, "'%.40s' is not a valid UTC time", s);
+        /* Nanoseconds since 1970 in an int64_t end in April 2262. */
+        if (secs > (INT64_MAX - 999999999) / 1000000000)
+                return kyb_error_setf(err, EINVAL, "'%.40s' is out of range (after 2262)", s);
         *ns = (int64_t)secs * 1000000000 + frac;
         return 0;
 }

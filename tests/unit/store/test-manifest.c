@@ -380,6 +380,8 @@ static void test_time(void **state)
             "2024-05-01T12:00:00.1234567891Z",
             "2024-05-01T12:00:00+00:00",
             "1969-12-31T23:59:59Z",
+            "2262-04-12T00:00:00Z", /* past int64 nanoseconds (found by fuzz_manifest) */
+            "4048-05-01T12:00:00.5Z",
             "2024-05-01T12:00:00Zjunk",
             "",
         };
