@@ -61,6 +61,10 @@ typedef struct s3_writer {
         kyb_error *failure;
         uint64_t stored;
 
+        /* Serialises progress calls so the reported total never goes back. */
+        pthread_mutex_t progress_mu;
+        uint64_t reported;
+
         pthread_t *threads;
         unsigned n_threads;
 } s3_writer;
@@ -131,6 +135,18 @@ static bool next_job(s3_writer *w, part_job *job)
         return true;
 }
 
+/* Workers finish parts in any order; a smaller total read before a larger one
+ * must not be reported after it. */
+static void report_progress(s3_writer *w, uint64_t stored)
+{
+        pthread_mutex_lock(&w->progress_mu);
+        if (stored > w->reported) {
+                w->reported = stored;
+                w->c->progress(w->c->progress_ctx, stored);
+        }
+        pthread_mutex_unlock(&w->progress_mu);
+}
+
 static void *worker(void *arg)
 {
         s3_writer *w = arg;
@@ -155,7 +171,7 @@ static void *worker(void *arg)
                 stored = w->stored;
                 if (!skip && rc >= 0 && w->c->progress) {
                         pthread_mutex_unlock(&w->mu);
-                        w->c->progress(w->c->progress_ctx, stored);
+                        report_progress(w, stored);
                         pthread_mutex_lock(&w->mu);
                 }
         }
@@ -489,6 +505,7 @@ static void writer_free(s3_writer *w)
         curl_easy_cleanup(w->h);
         pthread_cond_destroy(&w->cv);
         pthread_mutex_destroy(&w->mu);
+        pthread_mutex_destroy(&w->progress_mu);
         free(w);
 }
 
@@ -549,6 +566,7 @@ int s3_writer_open(kyb_storage *s, const char *key, kyb_storage_writer **out, ky
         w->base.ops = &s3_writer_ops;
         w->c = c;
         pthread_mutex_init(&w->mu, NULL);
+        pthread_mutex_init(&w->progress_mu, NULL);
         pthread_cond_init(&w->cv, NULL);
         w->q_cap = c->inflight + 1;
         w->queue = calloc(w->q_cap, sizeof(*w->queue));
