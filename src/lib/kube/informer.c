@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* List + watch into a local cache; see informer.h. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "kube/informer.h"
+#include "kube/kube-internal.h"
+
+struct kyb_kube_informer {
+        kyb_kube_client *c;
+        kyb_kube_informer_opts o;
+        char *ns;
+        char *label_selector, *field_selector;
+
+        pthread_t thread;
+        bool started;
+        atomic_bool stop;
+
+        /* Guards cache, synced and stats; cv signals synced and stop. */
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        json_t *cache; /* key -> object */
+        bool synced;
+        kyb_kube_informer_stats stats;
+        char *rv; /* where the next watch starts; informer thread only */
+};
+
+int kyb_kube_informer_new(kyb_kube_client *c, const kyb_kube_informer_opts *opts,
+                          kyb_kube_informer **out, kyb_error **err)
+{
+        kyb_kube_informer *inf = calloc(1, sizeof(*inf));
+
+        if (!inf)
+                return kyb_error_set(err, ENOMEM, "informer");
+        inf->c = c;
+        inf->o = *opts;
+        inf->ns = opts->ns ? strdup(opts->ns) : NULL;
+        inf->label_selector =
+            opts->list.label_selector ? strdup(opts->list.label_selector) : NULL;
+        inf->field_selector =
+            opts->list.field_selector ? strdup(opts->list.field_selector) : NULL;
+        inf->o.ns = inf->ns;
+        inf->o.list.label_selector = inf->label_selector;
+        inf->o.list.field_selector = inf->field_selector;
+        if (!inf->o.watch_timeout_s)
+                inf->o.watch_timeout_s = 300;
+        if (!inf->o.backoff_max_ms)
+                inf->o.backoff_max_ms = 5000;
+        inf->cache = json_object();
+        pthread_mutex_init(&inf->mu, NULL);
+        pthread_cond_init(&inf->cv, NULL);
+        if (!inf->cache || (opts->ns && !inf->ns)) {
+                kyb_kube_informer_free(inf);
+                return kyb_error_set(err, ENOMEM, "informer");
+        }
+        *out = inf;
+        return 0;
+}
+
+/* ---- cache updates (informer thread) ------------------------------------------ */
+
+static json_t *prepare(kyb_kube_informer *inf, json_t *obj)
+{
+        json_t *t = inf->o.transform ? inf->o.transform(obj) : NULL;
+
+        return t ? t : json_incref(obj);
+}
+
+static void upsert(kyb_kube_informer *inf, json_t *raw)
+{
+        _cleanup_free_ char *key = kyb_kube_key(raw);
+        _cleanup_json_ json_t *obj = prepare(inf, raw), *old = NULL;
+        const kyb_kube_handlers *h = &inf->o.handlers;
+
+        if (!key || !obj)
+                return;
+        pthread_mutex_lock(&inf->mu);
+        old = json_incref(json_object_get(inf->cache, key));
+        json_object_set(inf->cache, key, obj);
+        inf->stats.objects = json_object_size(inf->cache);
+        pthread_mutex_unlock(&inf->mu);
+        if (old && h->on_update)
+                h->on_update(h->ctx, old, obj);
+        else if (!old && h->on_add)
+                h->on_add(h->ctx, obj);
+}
+
+static void removed(kyb_kube_informer *inf, const json_t *raw)
+{
+        _cleanup_free_ char *key = kyb_kube_key(raw);
+        _cleanup_json_ json_t *old = NULL;
+        const kyb_kube_handlers *h = &inf->o.handlers;
+
+        if (!key)
+                return;
+        pthread_mutex_lock(&inf->mu);
+        old = json_incref(json_object_get(inf->cache, key));
+        json_object_del(inf->cache, key);
+        inf->stats.objects = json_object_size(inf->cache);
+        pthread_mutex_unlock(&inf->mu);
+        if (old && h->on_delete)
+                h->on_delete(h->ctx, old);
+}
+
+static int on_event(void *ctx, kyb_kube_event_type type, json_t *obj)
+{
+        kyb_kube_informer *inf = ctx;
+
+        if (type == KYB_KUBE_ADDED || type == KYB_KUBE_MODIFIED)
+                upsert(inf, obj);
+        else if (type == KYB_KUBE_DELETED)
+                removed(inf, obj);
+        return 0;
+}
+
+/* Whatever the cache holds that the fresh list lacks was deleted meanwhile. */
+static void drop_missing(kyb_kube_informer *inf, const json_t *items)
+{
+        _cleanup_json_ json_t *present = json_object(), *gone = json_array();
+        const char *key;
+        json_t *obj;
+        size_t i;
+
+        json_array_foreach(items, i, obj)
+        {
+                _cleanup_free_ char *k = kyb_kube_key(obj);
+
+                if (k)
+                        json_object_set(present, k, json_true());
+        }
+        pthread_mutex_lock(&inf->mu);
+        json_object_foreach(inf->cache, key, obj)
+        {
+                if (!json_object_get(present, key))
+                        json_array_append(gone, obj);
+        }
+        pthread_mutex_unlock(&inf->mu);
+        json_array_foreach(gone, i, obj) removed(inf, obj);
+}
+
+static bool unchanged(kyb_kube_informer *inf, const json_t *obj)
+{
+        _cleanup_free_ char *key = kyb_kube_key(obj);
+        const char *rv = kyb_kube_meta(obj, "resourceVersion");
+        const char *old_rv;
+        bool same;
+
+        pthread_mutex_lock(&inf->mu);
+        old_rv = kyb_kube_meta(json_object_get(inf->cache, key ? key : ""), "resourceVersion");
+        same = rv && old_rv && !strcmp(rv, old_rv);
+        pthread_mutex_unlock(&inf->mu);
+        return same;
+}
+
+static int relist(kyb_kube_informer *inf, kyb_error **err)
+{
+        _cleanup_json_ json_t *items = NULL;
+        char *rv = NULL;
+        json_t *obj;
+        size_t i;
+        int rc;
+
+        rc = kyb_kube_list(inf->c, inf->o.resource, inf->ns, &inf->o.list, &items, &rv, err);
+        pthread_mutex_lock(&inf->mu);
+        inf->stats.lists++;
+        inf->stats.failures += rc < 0;
+        pthread_mutex_unlock(&inf->mu);
+        if (rc < 0)
+                return rc;
+        drop_missing(inf, items);
+        json_array_foreach(items, i, obj)
+        {
+                if (!unchanged(inf, obj))
+                        upsert(inf, obj);
+        }
+        free(inf->rv);
+        inf->rv = rv;
+        pthread_mutex_lock(&inf->mu);
+        inf->synced = true;
+        pthread_cond_broadcast(&inf->cv);
+        pthread_mutex_unlock(&inf->mu);
+        return 0;
+}
+
+/* ---- the loop -------------------------------------------------------------------- */
+
+/* Sleeps up to ms, waking early on stop; false when stopping. */
+static bool pause_ms(kyb_kube_informer *inf, unsigned ms)
+{
+        struct timespec until;
+
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += ms / 1000;
+        until.tv_nsec += (long)(ms % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000;
+        }
+        pthread_mutex_lock(&inf->mu);
+        while (!atomic_load(&inf->stop) &&
+               pthread_cond_timedwait(&inf->cv, &inf->mu, &until) != ETIMEDOUT)
+                ;
+        pthread_mutex_unlock(&inf->mu);
+        return !atomic_load(&inf->stop);
+}
+
+static unsigned jittered(unsigned ms)
+{
+        unsigned r = 0;
+
+        if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r))
+                r = (unsigned)time(NULL);
+        return ms / 2 + r % (ms / 2 + 1);
+}
+
+/* Watches until the stream fails; returns <0 to make the caller relist. */
+static int watch_loop(kyb_kube_informer *inf)
+{
+        for (;;) {
+                _cleanup_error_ kyb_error *err = NULL;
+                char *last = NULL;
+                int rc;
+
+                pthread_mutex_lock(&inf->mu);
+                inf->stats.watches++;
+                pthread_mutex_unlock(&inf->mu);
+                rc = kyb_kube_watch(inf->c, inf->o.resource, inf->ns, &inf->o.list, inf->rv,
+                                    inf->o.watch_timeout_s, &inf->stop, on_event, inf, &last,
+                                    &err);
+                if (last) {
+                        free(inf->rv);
+                        inf->rv = last;
+                }
+                if (rc < 0) {
+                        pthread_mutex_lock(&inf->mu);
+                        inf->stats.failures += rc != -ECANCELED;
+                        pthread_mutex_unlock(&inf->mu);
+                        return rc;
+                }
+        }
+}
+
+static void *informer_thread(void *arg)
+{
+        kyb_kube_informer *inf = arg;
+        unsigned backoff = 100;
+
+        while (!atomic_load(&inf->stop)) {
+                _cleanup_error_ kyb_error *err = NULL;
+
+                if (relist(inf, &err) < 0) {
+                        if (!pause_ms(inf, jittered(backoff)))
+                                break;
+                        backoff = KYB_MIN(backoff * 2, inf->o.backoff_max_ms);
+                        continue;
+                }
+                backoff = 100;
+                /* Expired (410): relist at once; anything else after a pause. */
+                if (watch_loop(inf) != -ETIME && !pause_ms(inf, jittered(backoff)))
+                        break;
+        }
+        return NULL;
+}
+
+int kyb_kube_informer_start(kyb_kube_informer *inf, kyb_error **err)
+{
+        int e = pthread_create(&inf->thread, NULL, informer_thread, inf);
+
+        if (e)
+                return kyb_error_set(err, e, "informer %s", inf->o.resource->plural);
+        inf->started = true;
+        return 0;
+}
+
+bool kyb_kube_informer_wait_synced(kyb_kube_informer *inf, unsigned timeout_ms)
+{
+        struct timespec until;
+        bool ok;
+
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += timeout_ms / 1000;
+        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000;
+        }
+        pthread_mutex_lock(&inf->mu);
+        while (!inf->synced && !atomic_load(&inf->stop) &&
+               pthread_cond_timedwait(&inf->cv, &inf->mu, &until) != ETIMEDOUT)
+                ;
+        ok = inf->synced;
+        pthread_mutex_unlock(&inf->mu);
+        return ok;
+}
+
+json_t *kyb_kube_informer_get(kyb_kube_informer *inf, const char *key)
+{
+        json_t *obj;
+
+        pthread_mutex_lock(&inf->mu);
+        obj = json_incref(json_object_get(inf->cache, key));
+        pthread_mutex_unlock(&inf->mu);
+        return obj;
+}
+
+json_t *kyb_kube_informer_list(kyb_kube_informer *inf)
+{
+        json_t *all = json_array(), *obj;
+        const char *key;
+
+        pthread_mutex_lock(&inf->mu);
+        json_object_foreach(inf->cache, key, obj) json_array_append(all, obj);
+        pthread_mutex_unlock(&inf->mu);
+        return all;
+}
+
+void kyb_kube_informer_stats_get(kyb_kube_informer *inf, kyb_kube_informer_stats *out)
+{
+        pthread_mutex_lock(&inf->mu);
+        *out = inf->stats;
+        pthread_mutex_unlock(&inf->mu);
+}
+
+void kyb_kube_informer_free(kyb_kube_informer *inf)
+{
+        if (!inf)
+                return;
+        pthread_mutex_lock(&inf->mu);
+        atomic_store(&inf->stop, true);
+        pthread_cond_broadcast(&inf->cv);
+        pthread_mutex_unlock(&inf->mu);
+        if (inf->started)
+                pthread_join(inf->thread, NULL);
+        json_decref(inf->cache);
+        free(inf->rv);
+        free(inf->ns);
+        free(inf->label_selector);
+        free(inf->field_selector);
+        pthread_cond_destroy(&inf->cv);
+        pthread_mutex_destroy(&inf->mu);
+        free(inf);
+}
