@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Shared between the operator's files; not part of its interface. */
+#pragma once
+
+#include <pthread.h>
+
+#include "kube/informer.h"
+#include "kube/kube.h"
+#include "kube/leader.h"
+#include "kube/workqueue.h"
+#include "metrics/metrics.h"
+#include "operator/operator.h"
+
+/* Label and annotations the operator puts on CheckpointRequests. */
+#define KYB_LABEL_NODE      "kybernate.io/node"
+#define KYB_ANNOT_POD_SPEC  "kybernate.io/pod-spec"
+#define KYB_SIDECAR_NAME    "kybernate-sidecar"
+#define KYB_COMPONENT       "kybernate-operator"
+
+struct kyb_operator {
+        kyb_operator_config cfg;
+        kyb_kube_config *kcfg;
+        kyb_kube_client *c;
+        kyb_kube_informer *requests, *pods;
+        kyb_workqueue *ckpt_q;
+        kyb_kube_leader *leader;
+
+        kyb_metrics *metrics;
+        kyb_http *http;
+        kyb_metric *reconciles, *transitions, *queue_depth, *leading_gauge;
+
+        /* "ns/pod" -> {"ns/request": true}: which requests a pod event wakes. */
+        pthread_mutex_t index_mu;
+        json_t *by_pod;
+
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        bool stopping, lost, leading;
+        pthread_t *workers;
+        size_t n_workers;
+};
+
+/* checkpoint-controller.c */
+int ckpt_reconcile(kyb_operator *op, const char *key, uint64_t *requeue_ms, kyb_error **err);
+/* The "ns/pod" a CheckpointRequest names, malloc'd. */
+char *ckpt_pod_key(const json_t *req);
+
+int64_t op_now_ns(void);
