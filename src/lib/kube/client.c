@@ -207,7 +207,8 @@ int kube_query(char **path, const char *key, const char *value, kyb_error **err)
         if (!value)
                 return 0;
         enc = curl_easy_escape(NULL, value, 0);
-        if (!enc || asprintf(&n, "%s%c%s=%s", *path, strchr(*path, '?') ? '&' : '?', key, enc) < 0) {
+        if (!enc ||
+            asprintf(&n, "%s%c%s=%s", *path, strchr(*path, '?') ? '&' : '?', key, enc) < 0) {
                 curl_free(enc);
                 return kyb_error_set(err, ENOMEM, "query");
         }
@@ -244,8 +245,8 @@ int kube_errno_for(long http, const char *reason)
         return http >= 500 ? EAGAIN : EIO;
 }
 
-int kube_status_error(long http, const char *method, const char *path, const char *body,
-                      size_t len, kyb_error **err)
+int kube_status_error(long http, const char *method, const char *path, const char *body, size_t len,
+                      kyb_error **err)
 {
         _cleanup_json_ json_t *st = body ? json_loadb(body, len, 0, NULL) : NULL;
         const char *reason = json_string_value(json_object_get(st, "reason"));
@@ -289,8 +290,8 @@ static size_t collect(char *p, size_t size, size_t n, void *arg)
 
 static int transport_error(CURLcode cc, const char *method, const char *path, kyb_error **err)
 {
-        int e = cc == CURLE_OPERATION_TIMEDOUT      ? ETIMEDOUT
-                : cc == CURLE_COULDNT_CONNECT       ? ECONNREFUSED
+        int e = cc == CURLE_OPERATION_TIMEDOUT         ? ETIMEDOUT
+                : cc == CURLE_COULDNT_CONNECT          ? ECONNREFUSED
                 : cc == CURLE_PEER_FAILED_VERIFICATION ? EACCES
                                                        : EIO;
 
@@ -346,7 +347,8 @@ int kyb_kube_request(kyb_kube_client *c, const char *method, const char *path,
                 return kyb_error_set(err, ENOMEM, "%s %s: encoding body", method, path);
         if ((rc = kube_handle_get(c, &h, &headers, err)) < 0)
                 return kyb_error_wrap(err, rc, "%s %s", method, path);
-        if (asprintf(&ct, "Content-Type: %s", content_type ? content_type : "application/json") < 0 ||
+        if (asprintf(&ct, "Content-Type: %s", content_type ? content_type : "application/json") <
+                0 ||
             !(n = curl_slist_append(headers, ct)) || !(headers = n) ||
             !(n = curl_slist_append(headers, "Accept: application/json")) || !(headers = n)) {
                 kube_handle_put(c, h, headers);

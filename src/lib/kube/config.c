@@ -20,14 +20,12 @@ static int yaml_node(yaml_parser_t *p, yaml_event_t *first, int depth, json_t **
 static int yaml_next(yaml_parser_t *p, yaml_event_t *ev, kyb_error **err)
 {
         if (!yaml_parser_parse(p, ev))
-                return kyb_error_setf(err, EINVAL, "YAML line %zu: %s",
-                                      p->problem_mark.line + 1,
+                return kyb_error_setf(err, EINVAL, "YAML line %zu: %s", p->problem_mark.line + 1,
                                       p->problem ? p->problem : "parse error");
         return 0;
 }
 
-static int yaml_collection(yaml_parser_t *p, bool mapping, int depth, json_t *coll,
-                           kyb_error **err)
+static int yaml_collection(yaml_parser_t *p, bool mapping, int depth, json_t *coll, kyb_error **err)
 {
         yaml_event_type_t end = mapping ? YAML_MAPPING_END_EVENT : YAML_SEQUENCE_END_EVENT;
 
@@ -45,7 +43,8 @@ static int yaml_collection(yaml_parser_t *p, bool mapping, int depth, json_t *co
                 rc = yaml_node(p, &ev, depth + 1, mapping ? &key : &val, err);
                 if (rc >= 0 && mapping) {
                         if (!json_is_string(key))
-                                return kyb_error_setf(err, EINVAL, "YAML: mapping key is not a scalar");
+                                return kyb_error_setf(err, EINVAL,
+                                                      "YAML: mapping key is not a scalar");
                         if ((rc = yaml_next(p, &ev, err)) >= 0)
                                 rc = yaml_node(p, &ev, depth + 1, &val, err);
                 }
@@ -70,8 +69,8 @@ static int yaml_node(yaml_parser_t *p, yaml_event_t *first, int depth, json_t **
                 return kyb_error_setf(err, EINVAL, "YAML nested too deeply");
         }
         if (type == YAML_SCALAR_EVENT)
-                *out = json_stringn((const char *)first->data.scalar.value,
-                                    first->data.scalar.length);
+                *out =
+                    json_stringn((const char *)first->data.scalar.value, first->data.scalar.length);
         else if (type == YAML_MAPPING_START_EVENT)
                 *out = json_object();
         else if (type == YAML_SEQUENCE_START_EVENT)
@@ -174,8 +173,8 @@ static int b64_decode(const char *what, const char *in, char **out, size_t *len,
 
         if (!buf)
                 return kyb_error_set(err, ENOMEM, "%s", what);
-        if (n % 4 || (got = EVP_DecodeBlock((unsigned char *)buf, (const unsigned char *)in,
-                                            (int)n)) < 0)
+        if (n % 4 ||
+            (got = EVP_DecodeBlock((unsigned char *)buf, (const unsigned char *)in, (int)n)) < 0)
                 return kyb_error_setf(err, EINVAL, "%s is not valid base64", what);
         /* EVP_DecodeBlock counts the padding as zero bytes. */
         while (n && in[n - 1] == '=') {
@@ -220,8 +219,8 @@ static int resolve_path(const char *dir, const char *p, char **out, kyb_error **
         return 0;
 }
 
-static int data_or_file(const json_t *o, const char *key, const char *dir, char **file,
-                        char **data, size_t *len, kyb_error **err)
+static int data_or_file(const json_t *o, const char *key, const char *dir, char **file, char **data,
+                        size_t *len, kyb_error **err)
 {
         _cleanup_free_ char *data_key = NULL;
         const char *d;
@@ -264,8 +263,8 @@ static int load_user(kyb_kube_config *cfg, const json_t *u, const char *dir, kyb
         if ((rc = resolve_path(dir, str(u, "tokenFile"), &cfg->token_file, err)) < 0 ||
             (rc = data_or_file(u, "client-certificate", dir, &cfg->cert_file, &cfg->cert_data,
                                &cfg->cert_len, err)) < 0 ||
-            (rc = data_or_file(u, "client-key", dir, &cfg->key_file, &cfg->key_data,
-                               &cfg->key_len, err)) < 0)
+            (rc = data_or_file(u, "client-key", dir, &cfg->key_file, &cfg->key_data, &cfg->key_len,
+                               err)) < 0)
                 return rc;
         if (!!(cfg->cert_file || cfg->cert_data) != !!(cfg->key_file || cfg->key_data))
                 return kyb_error_setf(err, EINVAL, "client certificate and key come together");
@@ -290,8 +289,8 @@ static int load_context(kyb_kube_config *cfg, const json_t *root, const char *co
                 return kyb_error_wrap(err, rc, "cluster \"%s\"", str(ctx, "cluster"));
         u = str(ctx, "user") ? named(root, "users", "user", str(ctx, "user")) : NULL;
         if (str(ctx, "user") && !u)
-                return kyb_error_setf(err, ENOENT, "context \"%s\": user \"%s\" not found",
-                                      context, str(ctx, "user"));
+                return kyb_error_setf(err, ENOENT, "context \"%s\": user \"%s\" not found", context,
+                                      str(ctx, "user"));
         if (u && (rc = load_user(cfg, u, dir, err)) < 0)
                 return kyb_error_wrap(err, rc, "user \"%s\"", str(ctx, "user"));
         ns = str(ctx, "namespace");
@@ -299,8 +298,7 @@ static int load_context(kyb_kube_config *cfg, const json_t *root, const char *co
         return cfg->ns && cfg->server ? 0 : kyb_error_set(err, ENOMEM, "config");
 }
 
-static int load_file(const char *path, const char *context, kyb_kube_config *cfg,
-                     kyb_error **err)
+static int load_file(const char *path, const char *context, kyb_kube_config *cfg, kyb_error **err)
 {
         _cleanup_free_ char *text = NULL, *dircopy = strdup(path);
         _cleanup_json_ json_t *root = NULL;
@@ -332,8 +330,8 @@ int kyb_kube_config_load(const char *path, const char *context, kyb_kube_config 
                 return kyb_kube_config_in_cluster(NULL, out, err);
         if (!path) {
                 if (!getenv("HOME") || asprintf(&home_cfg, "%s/.kube/config", getenv("HOME")) < 0)
-                        return kyb_error_setf(err, ENOENT,
-                                              "no kubeconfig: pass one, set KUBECONFIG or run in a pod");
+                        return kyb_error_setf(
+                            err, ENOENT, "no kubeconfig: pass one, set KUBECONFIG or run in a pod");
                 path = home_cfg;
         }
         if (!(cfg = calloc(1, sizeof(*cfg))))

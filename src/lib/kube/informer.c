@@ -39,10 +39,8 @@ int kyb_kube_informer_new(kyb_kube_client *c, const kyb_kube_informer_opts *opts
         inf->c = c;
         inf->o = *opts;
         inf->ns = opts->ns ? strdup(opts->ns) : NULL;
-        inf->label_selector =
-            opts->list.label_selector ? strdup(opts->list.label_selector) : NULL;
-        inf->field_selector =
-            opts->list.field_selector ? strdup(opts->list.field_selector) : NULL;
+        inf->label_selector = opts->list.label_selector ? strdup(opts->list.label_selector) : NULL;
+        inf->field_selector = opts->list.field_selector ? strdup(opts->list.field_selector) : NULL;
         inf->o.ns = inf->ns;
         inf->o.list.label_selector = inf->label_selector;
         inf->o.list.field_selector = inf->field_selector;
@@ -229,8 +227,7 @@ static int watch_loop(kyb_kube_informer *inf)
                 inf->stats.watches++;
                 pthread_mutex_unlock(&inf->mu);
                 rc = kyb_kube_watch(inf->c, inf->o.resource, inf->ns, &inf->o.list, inf->rv,
-                                    inf->o.watch_timeout_s, &inf->stop, on_event, inf, &last,
-                                    &err);
+                                    inf->o.watch_timeout_s, &inf->stop, on_event, inf, &last, &err);
                 if (last) {
                         free(inf->rv);
                         inf->rv = last;

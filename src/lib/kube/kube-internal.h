@@ -9,9 +9,9 @@
 #include "kube/kube.h"
 
 struct kyb_kube_config {
-        char *server;     /* "https://host:port", no trailing slash */
-        char *ca_file;    /* PEM bundle path, or ... */
-        char *ca_data;    /* ... PEM bytes */
+        char *server;  /* "https://host:port", no trailing slash */
+        char *ca_file; /* PEM bundle path, or ... */
+        char *ca_data; /* ... PEM bytes */
         size_t ca_len;
         bool insecure;    /* insecure-skip-tls-verify */
         char *token;      /* bearer token, or ... */
@@ -53,6 +53,6 @@ int kube_path(const kyb_kube_resource *r, const char *ns, const char *name, cons
 int kube_query(char **path, const char *key, const char *value, kyb_error **err);
 
 /* Turns an HTTP status and an optional Status body into an error. */
-int kube_status_error(long http, const char *method, const char *path, const char *body,
-                      size_t len, kyb_error **err);
+int kube_status_error(long http, const char *method, const char *path, const char *body, size_t len,
+                      kyb_error **err);
 int kube_errno_for(long http, const char *reason);

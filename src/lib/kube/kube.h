@@ -114,8 +114,8 @@ int kyb_kube_create(kyb_kube_client *c, const kyb_kube_resource *r, const char *
                     const json_t *obj, json_t **out, kyb_error **err);
 /* PUT of the whole object; its metadata.resourceVersion makes it
  * conditional (ESTALE when someone else wrote first). */
-int kyb_kube_update(kyb_kube_client *c, const kyb_kube_resource *r, const json_t *obj,
-                    json_t **out, kyb_error **err);
+int kyb_kube_update(kyb_kube_client *c, const kyb_kube_resource *r, const json_t *obj, json_t **out,
+                    kyb_error **err);
 int kyb_kube_update_status(kyb_kube_client *c, const kyb_kube_resource *r, const json_t *obj,
                            json_t **out, kyb_error **err);
 
@@ -124,9 +124,9 @@ typedef enum kyb_kube_patch_type {
         KYB_KUBE_PATCH_JSON,  /* RFC 6902, application/json-patch+json */
 } kyb_kube_patch_type;
 
-int kyb_kube_patch(kyb_kube_client *c, const kyb_kube_resource *r, const char *ns,
-                   const char *name, kyb_kube_patch_type type, const json_t *patch, bool status,
-                   json_t **out, kyb_error **err);
+int kyb_kube_patch(kyb_kube_client *c, const kyb_kube_resource *r, const char *ns, const char *name,
+                   kyb_kube_patch_type type, const json_t *patch, bool status, json_t **out,
+                   kyb_error **err);
 
 /* Deletes with optional preconditions (uid, resourceVersion may be NULL).
  * Deleting something already gone returns -ENOENT. */
@@ -155,9 +155,9 @@ typedef int (*kyb_kube_watch_fn)(void *ctx, kyb_kube_event_type type, json_t *ob
  * resourceVersion of the last event, so a caller can resume from it.
  */
 int kyb_kube_watch(kyb_kube_client *c, const kyb_kube_resource *r, const char *ns,
-                   const kyb_kube_list_opts *opts, const char *resource_version,
-                   unsigned timeout_s, const atomic_bool *stop, kyb_kube_watch_fn fn, void *ctx,
-                   char **last_version, kyb_error **err);
+                   const kyb_kube_list_opts *opts, const char *resource_version, unsigned timeout_s,
+                   const atomic_bool *stop, kyb_kube_watch_fn fn, void *ctx, char **last_version,
+                   kyb_error **err);
 
 /* ---- object helpers -------------------------------------------------------- */
 

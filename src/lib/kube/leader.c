@@ -84,16 +84,16 @@ static json_t *lease_spec(kyb_kube_leader *l, const json_t *old, bool release)
         }
         return json_pack("{s:s?, s:i, s:s, s:s, s:I}", "holderIdentity",
                          release ? NULL : l->identity, "leaseDurationSeconds",
-                         release ? 1 : (int)((l->o.lease_ms + 999) / 1000), "acquireTime",
-                         acquired, "renewTime", now, "leaseTransitions", transitions);
+                         release ? 1 : (int)((l->o.lease_ms + 999) / 1000), "acquireTime", acquired,
+                         "renewTime", now, "leaseTransitions", transitions);
 }
 
 static int create_lease(kyb_kube_leader *l, kyb_error **err)
 {
-        _cleanup_json_ json_t *obj = json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion",
-                                               "coordination.k8s.io/v1", "kind", "Lease",
-                                               "metadata", "name", l->name, "namespace", l->ns,
-                                               "spec", lease_spec(l, NULL, false));
+        _cleanup_json_ json_t *obj =
+            json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", "coordination.k8s.io/v1",
+                      "kind", "Lease", "metadata", "name", l->name, "namespace", l->ns, "spec",
+                      lease_spec(l, NULL, false));
 
         if (!obj)
                 return kyb_error_set(err, ENOMEM, "lease");

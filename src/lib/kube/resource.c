@@ -11,14 +11,12 @@ const kyb_kube_resource KYB_KUBE_PODS = {"", "v1", "pods", "Pod", true};
 const kyb_kube_resource KYB_KUBE_NODES = {"", "v1", "nodes", "Node", false};
 const kyb_kube_resource KYB_KUBE_EVENTS = {"", "v1", "events", "Event", true};
 const kyb_kube_resource KYB_KUBE_LEASES = {"coordination.k8s.io", "v1", "leases", "Lease", true};
-const kyb_kube_resource KYB_KUBE_CHECKPOINT_REQUESTS = {"kybernate.io", "v1alpha1",
-                                                        "checkpointrequests", "CheckpointRequest",
-                                                        true};
-const kyb_kube_resource KYB_KUBE_RESTORE_REQUESTS = {"kybernate.io", "v1alpha1",
-                                                     "restorerequests", "RestoreRequest", true};
-const kyb_kube_resource KYB_KUBE_CHECKPOINT_POLICIES = {"kybernate.io", "v1alpha1",
-                                                        "checkpointpolicies", "CheckpointPolicy",
-                                                        true};
+const kyb_kube_resource KYB_KUBE_CHECKPOINT_REQUESTS = {
+    "kybernate.io", "v1alpha1", "checkpointrequests", "CheckpointRequest", true};
+const kyb_kube_resource KYB_KUBE_RESTORE_REQUESTS = {"kybernate.io", "v1alpha1", "restorerequests",
+                                                     "RestoreRequest", true};
+const kyb_kube_resource KYB_KUBE_CHECKPOINT_POLICIES = {
+    "kybernate.io", "v1alpha1", "checkpointpolicies", "CheckpointPolicy", true};
 
 const char *kyb_kube_meta(const json_t *obj, const char *field)
 {
@@ -107,7 +105,7 @@ int kyb_kube_list(kyb_kube_client *c, const kyb_kube_resource *r, const char *ns
                 free(cont);
                 free(rv);
                 cont = json_string_value(json_object_get(meta, "continue")) &&
-                                       *json_string_value(json_object_get(meta, "continue"))
+                               *json_string_value(json_object_get(meta, "continue"))
                            ? strdup(json_string_value(json_object_get(meta, "continue")))
                            : NULL;
                 rv = json_string_value(json_object_get(meta, "resourceVersion"))
@@ -131,8 +129,8 @@ int kyb_kube_create(kyb_kube_client *c, const kyb_kube_resource *r, const char *
         return kyb_kube_request(c, "POST", path, NULL, obj, out, err);
 }
 
-static int put(kyb_kube_client *c, const kyb_kube_resource *r, const json_t *obj,
-               const char *sub, json_t **out, kyb_error **err)
+static int put(kyb_kube_client *c, const kyb_kube_resource *r, const json_t *obj, const char *sub,
+               json_t **out, kyb_error **err)
 {
         const char *name = kyb_kube_meta(obj, "name");
         _cleanup_free_ char *path = NULL;
@@ -145,8 +143,8 @@ static int put(kyb_kube_client *c, const kyb_kube_resource *r, const json_t *obj
         return kyb_kube_request(c, "PUT", path, NULL, obj, out, err);
 }
 
-int kyb_kube_update(kyb_kube_client *c, const kyb_kube_resource *r, const json_t *obj,
-                    json_t **out, kyb_error **err)
+int kyb_kube_update(kyb_kube_client *c, const kyb_kube_resource *r, const json_t *obj, json_t **out,
+                    kyb_error **err)
 {
         return put(c, r, obj, NULL, out, err);
 }
@@ -157,9 +155,9 @@ int kyb_kube_update_status(kyb_kube_client *c, const kyb_kube_resource *r, const
         return put(c, r, obj, "status", out, err);
 }
 
-int kyb_kube_patch(kyb_kube_client *c, const kyb_kube_resource *r, const char *ns,
-                   const char *name, kyb_kube_patch_type type, const json_t *patch, bool status,
-                   json_t **out, kyb_error **err)
+int kyb_kube_patch(kyb_kube_client *c, const kyb_kube_resource *r, const char *ns, const char *name,
+                   kyb_kube_patch_type type, const json_t *patch, bool status, json_t **out,
+                   kyb_error **err)
 {
         _cleanup_free_ char *path = NULL;
         int rc;
@@ -176,9 +174,9 @@ int kyb_kube_delete(kyb_kube_client *c, const kyb_kube_resource *r, const char *
                     const char *name, const char *uid, const char *resource_version,
                     kyb_error **err)
 {
-        _cleanup_json_ json_t *opts = json_pack("{s:s, s:s, s:s}", "kind", "DeleteOptions",
-                                                "apiVersion", "v1", "propagationPolicy",
-                                                "Background");
+        _cleanup_json_ json_t *opts =
+            json_pack("{s:s, s:s, s:s}", "kind", "DeleteOptions", "apiVersion", "v1",
+                      "propagationPolicy", "Background");
         _cleanup_json_ json_t *pre = json_object();
         _cleanup_free_ char *path = NULL;
         int rc;

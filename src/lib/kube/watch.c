@@ -50,8 +50,7 @@ static int error_event(watch_state *w, const json_t *st)
         const char *reason = json_string_value(json_object_get(st, "reason"));
 
         return kyb_error_setf(&w->fail, kube_errno_for(code ? code : 500, reason),
-                              "watch error %ld %s: %s", code, reason ? reason : "",
-                              msg ? msg : "");
+                              "watch error %ld %s: %s", code, reason ? reason : "", msg ? msg : "");
 }
 
 static int handle_line(watch_state *w, const char *line, size_t len)
@@ -175,9 +174,9 @@ static int run_watch(kyb_kube_client *c, CURL *h, struct curl_slist *headers, co
 }
 
 int kyb_kube_watch(kyb_kube_client *c, const kyb_kube_resource *r, const char *ns,
-                   const kyb_kube_list_opts *opts, const char *resource_version,
-                   unsigned timeout_s, const atomic_bool *stop, kyb_kube_watch_fn fn, void *ctx,
-                   char **last_version, kyb_error **err)
+                   const kyb_kube_list_opts *opts, const char *resource_version, unsigned timeout_s,
+                   const atomic_bool *stop, kyb_kube_watch_fn fn, void *ctx, char **last_version,
+                   kyb_error **err)
 {
         _cleanup_free_ char *path = NULL;
         watch_state w = {.fn = fn, .ctx = ctx, .stop = stop};

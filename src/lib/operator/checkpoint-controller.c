@@ -37,7 +37,8 @@ int64_t op_now_ns(void)
 
 char *ckpt_pod_key(const json_t *req)
 {
-        const char *pod = json_string_value(json_object_get(json_object_get(req, "spec"), "podName"));
+        const char *pod =
+            json_string_value(json_object_get(json_object_get(req, "spec"), "podName"));
         const char *ns = kyb_kube_meta(req, "namespace");
         char *key = NULL;
 
@@ -91,8 +92,7 @@ static void event(rctx *r, const char *type, const char *reason, const char *msg
                               kyb_error_message(err));
 }
 
-static int fail(rctx *r, const char *reason, kyb_error **err, const char *fmt, ...)
-    _printf_(4, 5);
+static int fail(rctx *r, const char *reason, kyb_error **err, const char *fmt, ...) _printf_(4, 5);
 
 static int fail(rctx *r, const char *reason, kyb_error **err, const char *fmt, ...)
 {
@@ -108,7 +108,8 @@ static int fail(rctx *r, const char *reason, kyb_error **err, const char *fmt, .
         json_object_set_new(r->status, "phase", json_string("Failed"));
         json_object_set_new(r->status, "message", json_string(msg));
         set_time(r->status, "completionTime", r->now);
-        kyb_kube_set_condition(r->status, "Ready", "False", reason, msg, generation(r->req), r->now);
+        kyb_kube_set_condition(r->status, "Ready", "False", reason, msg, generation(r->req),
+                               r->now);
         if ((rc = write_status(r, NULL, err)) < 0)
                 return rc;
         kyb_log_info("checkpointrequest %s/%s failed: %s: %s", r->ns, r->name, reason, msg);
@@ -133,9 +134,13 @@ static int to_pending(rctx *r, kyb_error **err)
 
 static int64_t started_ns(const rctx *r)
 {
+        const char *s = sget(r->status, "startTime");
         int64_t t = r->now;
 
-        kyb_kube_parse_time(sget(r->status, "startTime"), &t);
+        /* Status times have whole seconds: round up so that a deadline is
+         * never shorter than configured. */
+        if (kyb_kube_parse_time(s, &t) == 0 && !strchr(s, '.'))
+                t += 999999999;
         return t;
 }
 
@@ -186,8 +191,7 @@ static char *checkpoint_id(const rctx *r)
 }
 
 /* The pod spec a restore recreates, without what belongs to the old pod. */
-static char *pod_spec_annotation(kyb_operator *op, const char *ns, const char *pod,
-                                 kyb_error **err)
+static char *pod_spec_annotation(kyb_operator *op, const char *ns, const char *pod, kyb_error **err)
 {
         _cleanup_json_ json_t *full = NULL;
         json_t *spec;
@@ -221,8 +225,8 @@ static int assign(rctx *r, const json_t *pod, const char *container, kyb_error *
         json_object_set_new(r->status, "containerName", json_string(container));
         json_object_set_new(r->status, "checkpointID", json_string(id));
         json_object_set_new(r->status, "message", json_string(msg));
-        kyb_kube_set_condition(r->status, "Scheduled", "True", "Scheduled", msg,
-                               generation(r->req), r->now);
+        kyb_kube_set_condition(r->status, "Scheduled", "True", "Scheduled", msg, generation(r->req),
+                               r->now);
         if ((rc = write_status(r, patched, err)) < 0)
                 return rc;
         kyb_log_info("checkpointrequest %s/%s: %s", r->ns, r->name, msg);
@@ -261,8 +265,8 @@ static int reconcile_pending(rctx *r, kyb_error **err)
                 return fail(r, "ContainerNotFound", err, "pod %s has no container %s",
                             sget(spec, "podName"),
                             sget(spec, "containerName") ?: "(other than the sidecar)");
-        if (!sget(json_object_get(pod, "spec"), "nodeName") || !phase ||
-            strcmp(phase, "Running") || !container_running(pod, container)) {
+        if (!sget(json_object_get(pod, "spec"), "nodeName") || !phase || strcmp(phase, "Running") ||
+            !container_running(pod, container)) {
                 *r->requeue_ms = ms_left(r, since, r->op->cfg.request_timeout_ms);
                 return 0; /* the pod's next change wakes us */
         }

@@ -12,10 +12,10 @@
 #include "operator/operator.h"
 
 /* Label and annotations the operator puts on CheckpointRequests. */
-#define KYB_LABEL_NODE      "kybernate.io/node"
-#define KYB_ANNOT_POD_SPEC  "kybernate.io/pod-spec"
-#define KYB_SIDECAR_NAME    "kybernate-sidecar"
-#define KYB_COMPONENT       "kybernate-operator"
+#define KYB_LABEL_NODE     "kybernate.io/node"
+#define KYB_ANNOT_POD_SPEC "kybernate.io/pod-spec"
+#define KYB_SIDECAR_NAME   "kybernate-sidecar"
+#define KYB_COMPONENT      "kybernate-operator"
 
 struct kyb_operator {
         kyb_operator_config cfg;

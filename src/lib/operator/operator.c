@@ -17,8 +17,8 @@ const kyb_config_option kyb_operator_options[] = {
      "kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)"},
     {"context", KYB_CONFIG_STRING, offsetof(kyb_operator_config, context), NULL, 0, 0,
      "kubeconfig context (default: its current-context)"},
-    {"watch-namespace", KYB_CONFIG_STRING, offsetof(kyb_operator_config, watch_namespace), NULL,
-     0, 0, "only act on objects in this namespace (default: all)"},
+    {"watch-namespace", KYB_CONFIG_STRING, offsetof(kyb_operator_config, watch_namespace), NULL, 0,
+     0, "only act on objects in this namespace (default: all)"},
     {"leader-elect", KYB_CONFIG_BOOL, offsetof(kyb_operator_config, leader_elect), "true", 0, 0,
      "run only while holding the leader Lease (run two replicas for failover)"},
     {"lease-namespace", KYB_CONFIG_STRING, offsetof(kyb_operator_config, lease_namespace),
@@ -29,8 +29,8 @@ const kyb_config_option kyb_operator_options[] = {
      "this replica's name in the Lease (default: hostname_pid)"},
     {"lease-duration", KYB_CONFIG_DURATION, offsetof(kyb_operator_config, lease_ms), "15s", 1000,
      3600000, "how long a silent leader keeps the Lease"},
-    {"renew-deadline", KYB_CONFIG_DURATION, offsetof(kyb_operator_config, renew_deadline_ms),
-     "10s", 500, 3600000, "a leader that cannot renew for this long steps down (and exits)"},
+    {"renew-deadline", KYB_CONFIG_DURATION, offsetof(kyb_operator_config, renew_deadline_ms), "10s",
+     500, 3600000, "a leader that cannot renew for this long steps down (and exits)"},
     {"retry-period", KYB_CONFIG_DURATION, offsetof(kyb_operator_config, retry_ms), "2s", 100,
      600000, "how often candidates try and leaders renew"},
     {"metrics-address", KYB_CONFIG_STRING, offsetof(kyb_operator_config, metrics_address),
@@ -127,13 +127,12 @@ static json_t *slim_pod(const json_t *pod)
         json_t *containers = json_array(), *statuses = json_array(), *c;
         size_t i;
 
-        json_array_foreach(json_object_get(spec, "containers"), i, c)
-            json_array_append_new(containers, json_pack("{s:O?}", "name", json_object_get(c, "name")));
-        json_array_foreach(json_object_get(st, "containerStatuses"), i, c)
-            json_array_append_new(statuses,
-                                  json_pack("{s:O?, s:O?, s:O?}", "name", json_object_get(c, "name"),
-                                            "containerID", json_object_get(c, "containerID"),
-                                            "state", json_object_get(c, "state")));
+        json_array_foreach(json_object_get(spec, "containers"), i, c) json_array_append_new(
+            containers, json_pack("{s:O?}", "name", json_object_get(c, "name")));
+        json_array_foreach(json_object_get(st, "containerStatuses"), i, c) json_array_append_new(
+            statuses,
+            json_pack("{s:O?, s:O?, s:O?}", "name", json_object_get(c, "name"), "containerID",
+                      json_object_get(c, "containerID"), "state", json_object_get(c, "state")));
         return json_pack("{s:{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}, s:{s:O?, s:o}, s:{s:O?, s:o}}",
                          "metadata", "name", json_object_get(meta, "name"), "namespace",
                          json_object_get(meta, "namespace"), "uid", json_object_get(meta, "uid"),
@@ -273,9 +272,9 @@ static int setup_metrics(kyb_operator *op, kyb_error **err)
                 return rc;
         op->reconciles = kyb_metrics_counter(op->metrics, "kybernate_operator_reconciles_total",
                                              "CheckpointRequest reconciles by result", "result");
-        op->transitions = kyb_metrics_counter(op->metrics,
-                                              "kybernate_operator_phase_transitions_total",
-                                              "CheckpointRequest status writes by phase", "phase");
+        op->transitions =
+            kyb_metrics_counter(op->metrics, "kybernate_operator_phase_transitions_total",
+                                "CheckpointRequest status writes by phase", "phase");
         op->queue_depth = kyb_metrics_gauge(op->metrics, "kybernate_operator_queue_depth",
                                             "keys ready in the work queue", NULL);
         op->leading_gauge = kyb_metrics_gauge(op->metrics, "kybernate_operator_leader",
@@ -319,8 +318,8 @@ int kyb_operator_new(const kyb_operator_config *cfg, kyb_operator **out, kyb_err
         pthread_mutex_init(&op->index_mu, NULL);
         pthread_cond_init(&op->cv, NULL);
         op->by_pod = json_object();
-        op->ckpt_q = kyb_workqueue_new(&(kyb_workqueue_opts){.base_delay_ms = 50,
-                                                              .max_delay_ms = 30000});
+        op->ckpt_q =
+            kyb_workqueue_new(&(kyb_workqueue_opts){.base_delay_ms = 50, .max_delay_ms = 30000});
         if (!op->by_pod || !op->ckpt_q)
                 rc = kyb_error_set(err, ENOMEM, "operator");
         else if ((rc = kyb_kube_config_load(cfg->kubeconfig, cfg->context, &op->kcfg, err)) >= 0 &&

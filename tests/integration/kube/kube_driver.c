@@ -33,9 +33,12 @@
 static const kyb_kube_resource *resource(const char *plural)
 {
         static const kyb_kube_resource *all[] = {
-            &KYB_KUBE_PODS,           &KYB_KUBE_NODES,
-            &KYB_KUBE_EVENTS,         &KYB_KUBE_LEASES,
-            &KYB_KUBE_CHECKPOINT_REQUESTS, &KYB_KUBE_RESTORE_REQUESTS,
+            &KYB_KUBE_PODS,
+            &KYB_KUBE_NODES,
+            &KYB_KUBE_EVENTS,
+            &KYB_KUBE_LEASES,
+            &KYB_KUBE_CHECKPOINT_REQUESTS,
+            &KYB_KUBE_RESTORE_REQUESTS,
             &KYB_KUBE_CHECKPOINT_POLICIES,
         };
 
@@ -194,8 +197,8 @@ static int run(kyb_kube_client *c, const char *cmd, int argc, char **argv)
                 kyb_kube_list_opts o = {.label_selector = argc > 2 ? argv[2] : NULL,
                                         .page_size = argc > 3 ? (unsigned)atoi(argv[3]) : 0};
 
-                rc = kyb_kube_list(c, resource(argv[0]), strcmp(argv[1], "-") ? argv[1] : NULL,
-                                   &o, &in, &rv, &err);
+                rc = kyb_kube_list(c, resource(argv[0]), strcmp(argv[1], "-") ? argv[1] : NULL, &o,
+                                   &in, &rv, &err);
                 if (rc >= 0)
                         out = json_pack("{s:O, s:s?}", "items", in, "resourceVersion", rv);
                 free(rv);

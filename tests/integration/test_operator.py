@@ -1,0 +1,320 @@
+# SPDX-License-Identifier: Apache-2.0
+"""kybernate-operator against the real etcd + kube-apiserver (docs/operator.md):
+the CheckpointRequest life cycle through kubectl and the Python client,
+failures with reasons, recovery after an API server restart, and leader
+election with failover.
+
+Pods are created with spec.nodeName set and their status written through
+the status subresource, which is what a kubelet does; the node side of the
+life cycle (Checkpointing -> Succeeded) is written by the test the way the
+node agent writes it."""
+import json
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+NS = "operator-test"
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+class Operator:
+    def __init__(self, build_dir, kube, tmp_path, *extra, name="op"):
+        self.log = tmp_path / f"{name}-{time.monotonic_ns()}.log"
+        argv = [str(build_dir / "cmd/kybernate-operator"), f"--kubeconfig={kube.kubeconfig}",
+                "--metrics-address=127.0.0.1:0", "--lease-namespace", NS,
+                "--pod-wait", "3s", "--log-level", "debug", *map(str, extra)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log, "w"))
+
+    def text(self):
+        return self.log.read_text()
+
+    def wait_log(self, pattern, timeout=30):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            m = re.search(pattern, self.text())
+            if m:
+                return m
+            assert self.proc.poll() is None, f"operator exited:\n{self.text()}"
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {pattern!r}:\n{self.text()}")
+
+    def metrics(self):
+        port = self.wait_log(r"metrics on port (\d+)").group(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def k8s(kube, kybernate_crds):
+    from kubernetes import client
+    kube.ensure_namespace(NS)
+    return client.CoreV1Api(kube.api_client()), client.CustomObjectsApi(kube.api_client())
+
+
+@pytest.fixture(scope="module")
+def operator(build_dir, kube, k8s, tmp_path_factory):
+    op = Operator(build_dir, kube, tmp_path_factory.mktemp("operator"),
+                  "--request-timeout", "8s", "--lease-name", "op-main",
+                  # outlives an API server restart (a leader that cannot renew
+                  # within the deadline exits, as it should)
+                  "--lease-duration", "60s", "--renew-deadline", "45s")
+    op.wait_log("leading now")
+    yield op
+    assert op.stop() == 0, op.text()
+    assert "stopped" in op.text()
+
+
+def make_pod(core, name, node="node-a", containers=("app", "kybernate-sidecar"), running=True):
+    body = {"metadata": {"name": name, "labels": {"app": name}},
+            "spec": {"nodeName": node, "automountServiceAccountToken": False,
+                     "containers": [{"name": c, "image": "busybox:local"} for c in containers]}}
+    pod = core.create_namespaced_pod(NS, body)
+    if running:
+        set_running(core, name, containers)
+    return pod
+
+
+def set_running(core, name, containers=("app", "kybernate-sidecar")):
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    core.patch_namespaced_pod_status(name, NS, {"status": {
+        "phase": "Running",
+        "containerStatuses": [{
+            "name": c, "ready": True, "restartCount": 0, "image": "busybox:local",
+            "imageID": "sha256:" + "0" * 64,
+            "containerID": f"containerd://{uuid.uuid4().hex}{uuid.uuid4().hex}",
+            "state": {"running": {"startedAt": now}}} for c in containers]}})
+
+
+def make_request(custom, name, pod, **spec):
+    body = {"apiVersion": "kybernate.io/v1alpha1", "kind": "CheckpointRequest",
+            "metadata": {"name": name},
+            "spec": {"podName": pod, "storage": {"uri": "s3://bucket/prefix"}, **spec}}
+    return custom.create_namespaced_custom_object("kybernate.io", "v1alpha1", NS,
+                                                  "checkpointrequests", body)
+
+
+def get_request(custom, name):
+    return custom.get_namespaced_custom_object("kybernate.io", "v1alpha1", NS,
+                                               "checkpointrequests", name)
+
+
+def wait_phase(custom, name, phase, timeout=20):
+    end = time.monotonic() + timeout
+    while True:
+        obj = get_request(custom, name)
+        got = obj.get("status", {}).get("phase")
+        if got == phase:
+            return obj
+        assert time.monotonic() < end, f"{name}: phase {got}, want {phase}: {obj.get('status')}"
+        time.sleep(0.1)
+
+
+def condition(obj, type_):
+    return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
+
+
+def events_for(core, name):
+    evs = core.list_namespaced_event(NS).items
+    return [e for e in evs if e.involved_object.name == name]
+
+
+def kubectl(kube, *args):
+    p = subprocess.run(kube.kubectl_argv(*args), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_lifecycle_through_kubectl(operator, kube, k8s, tmp_path):
+    core, custom = k8s
+    pod, req = unique("web"), unique("ckpt")
+    make_pod(core, pod)
+    manifest = tmp_path / "req.yaml"
+    manifest.write_text(f"""apiVersion: kybernate.io/v1alpha1
+kind: CheckpointRequest
+metadata:
+  name: {req}
+  namespace: {NS}
+spec:
+  podName: {pod}
+  storage:
+    uri: s3://bucket/prefix
+""")
+    kubectl(kube, "apply", "-f", manifest)
+    obj = wait_phase(custom, req, "Scheduled")
+    st = obj["status"]
+    assert st["nodeName"] == "node-a"
+    assert st["containerName"] == "app"  # the sidecar is never the default
+    assert st["podUID"] == core.read_namespaced_pod(pod, NS).metadata.uid
+    assert st["checkpointID"].startswith(req + "-")
+    assert st["startTime"] and st["observedGeneration"] == 1
+    assert condition(obj, "Scheduled")["status"] == "True"
+    assert condition(obj, "Ready")["status"] == "False"
+    assert obj["metadata"]["labels"]["kybernate.io/node"] == "node-a"
+    spec = json.loads(obj["metadata"]["annotations"]["kybernate.io/pod-spec"])
+    assert [c["name"] for c in spec["containers"]] == ["app", "kybernate-sidecar"]
+    assert "nodeName" not in spec
+    out = kubectl(kube, "get", "ckpt", "-n", NS, req)
+    assert re.search(rf"{req}\s+{pod}\s+Scheduled\s+node-a\s+{st['checkpointID']}", out), out
+
+    # the node agent's part, as the agent writes it; the operator leaves it alone
+    for phase in ("Checkpointing", "Uploading", "Succeeded"):
+        obj = get_request(custom, req)
+        obj["status"]["phase"] = phase
+        custom.replace_namespaced_custom_object_status("kybernate.io", "v1alpha1", NS,
+                                                       "checkpointrequests", req, obj)
+    time.sleep(1)
+    assert get_request(custom, req)["status"]["phase"] == "Succeeded"
+    reasons = [e.reason for e in events_for(core, req)]
+    assert reasons.count("Scheduled") == 1, reasons
+
+
+def test_named_container_and_explicit_id(operator, k8s):
+    core, custom = k8s
+    pod, req = unique("two"), unique("ckpt")
+    make_pod(core, pod, containers=("kybernate-sidecar", "a", "b"))
+    make_request(custom, req, pod, containerName="b", checkpointID="my-id.1")
+    st = wait_phase(custom, req, "Scheduled")["status"]
+    assert (st["containerName"], st["checkpointID"]) == ("b", "my-id.1")
+
+
+def test_unknown_pod_fails_with_reason(operator, k8s):
+    core, custom = k8s
+    req = unique("nopod")
+    t0 = time.monotonic()
+    make_request(custom, req, "no-such-pod")
+    assert wait_phase(custom, req, "Pending", timeout=10)
+    obj = wait_phase(custom, req, "Failed", timeout=15)
+    assert time.monotonic() - t0 >= 2.5  # --pod-wait 3s
+    assert obj["status"]["message"] == "pod no-such-pod not found"
+    ready = condition(obj, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "PodNotFound")
+    assert obj["status"]["completionTime"]
+    ev = [e for e in events_for(core, req) if e.reason == "PodNotFound"]
+    assert len(ev) == 1 and ev[0].type == "Warning"
+
+
+def test_pod_appearing_late_is_scheduled(operator, k8s):
+    core, custom = k8s
+    pod, req = unique("late"), unique("ckpt")
+    make_request(custom, req, pod)
+    wait_phase(custom, req, "Pending")
+    time.sleep(1)
+    make_pod(core, pod, running=False)
+    time.sleep(0.5)
+    assert get_request(custom, req)["status"]["phase"] == "Pending"  # not Running yet
+    set_running(core, pod)
+    wait_phase(custom, req, "Scheduled", timeout=10)
+
+
+def test_missing_container_fails(operator, k8s):
+    core, custom = k8s
+    pod, req = unique("noc"), unique("ckpt")
+    make_pod(core, pod)
+    make_request(custom, req, pod, containerName="nope")
+    obj = wait_phase(custom, req, "Failed")
+    assert condition(obj, "Ready")["reason"] == "ContainerNotFound"
+    assert "no container nope" in obj["status"]["message"]
+
+
+def test_pod_deleted_while_scheduled_fails(operator, k8s):
+    core, custom = k8s
+    pod, req = unique("gone"), unique("ckpt")
+    make_pod(core, pod)
+    make_request(custom, req, pod)
+    wait_phase(custom, req, "Scheduled")
+    core.delete_namespaced_pod(pod, NS, grace_period_seconds=0)
+    obj = wait_phase(custom, req, "Failed")
+    assert condition(obj, "Ready")["reason"] == "PodDeleted"
+
+
+def test_stuck_request_times_out(operator, k8s):
+    core, custom = k8s
+    pod, req = unique("stuck"), unique("ckpt")
+    make_pod(core, pod)
+    make_request(custom, req, pod)
+    obj = wait_phase(custom, req, "Scheduled")
+    obj["status"]["phase"] = "Checkpointing"  # an agent that then goes silent
+    custom.replace_namespaced_custom_object_status("kybernate.io", "v1alpha1", NS,
+                                                   "checkpointrequests", req, obj)
+    obj = wait_phase(custom, req, "Failed", timeout=20)  # --request-timeout 8s
+    assert condition(obj, "Ready")["reason"] == "Timeout"
+    assert "phase Checkpointing" in obj["status"]["message"]
+
+
+def test_recovers_after_apiserver_restart(operator, kube, k8s):
+    core, custom = k8s
+    kube.stop_apiserver()
+    try:
+        time.sleep(1.5)
+    finally:
+        kube.start_apiserver()
+    pod, req = unique("after"), unique("ckpt")
+    make_pod(core, pod)
+    make_request(custom, req, pod)
+    wait_phase(custom, req, "Scheduled", timeout=30)
+    assert operator.proc.poll() is None
+    metrics = operator.metrics()
+    assert re.search(r'kybernate_operator_reconciles_total\{result="ok"\} [1-9]', metrics)
+    assert re.search(r"kybernate_operator_leader 1", metrics)
+
+
+def test_leader_failover_processes_each_request_once(build_dir, kube, k8s, tmp_path):
+    core, custom = k8s
+    lease = unique("lease")
+    common = ("--lease-name", lease, "--lease-duration", "3s", "--renew-deadline", "2s",
+              "--retry-period", "300ms", "--pod-wait", "60s")
+    a = Operator(build_dir, kube, tmp_path, *common, "--identity", "op-a", name="a")
+    b = None
+    try:
+        a.wait_log("leading now")
+        b = Operator(build_dir, kube, tmp_path, *common, "--identity", "op-b", name="b")
+        b.wait_log("campaigning")
+        pods = [unique("fo") for _ in range(3)]
+        reqs = [unique("ckpt") for _ in pods]
+        for p in pods:
+            make_pod(core, p)
+        for r, p in zip(reqs[:2], pods[:2]):
+            make_request(custom, r, p)
+        for r in reqs[:2]:
+            wait_phase(custom, r, "Scheduled")
+        time.sleep(1)
+        assert "leading now" not in b.text()
+
+        a.stop(signal.SIGKILL)  # no lease release: b waits out the lease
+        killed = time.monotonic()
+        make_request(custom, reqs[2], pods[2])
+        b.wait_log("leading now", timeout=15)
+        assert time.monotonic() - killed < 3 + 1.5
+        wait_phase(custom, reqs[2], "Scheduled", timeout=10)
+        time.sleep(1)
+        for r in reqs:
+            reasons = [e.reason for e in events_for(core, r)]
+            assert reasons.count("Scheduled") == 1, (r, reasons)
+        assert b.stop() == 0, b.text()
+    finally:
+        a.stop(signal.SIGKILL)
+        if b:
+            b.stop(signal.SIGKILL)
+
+
+def test_bad_kubeconfig_is_a_clear_error(build_dir, tmp_path):
+    p = subprocess.run([str(build_dir / "cmd/kybernate-operator"),
+                        f"--kubeconfig={tmp_path}/missing", "--metrics-address="],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert f"kubeconfig {tmp_path}/missing" in p.stderr and "No such file" in p.stderr
