@@ -22,6 +22,13 @@ void kyb_kube_format_time(int64_t unix_ns, bool micro, char buf[40])
                 snprintf(buf + n, 40 - n, "Z");
 }
 
+static int two_digits(const char *s)
+{
+        if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
+                return -1;
+        return (s[0] - '0') * 10 + s[1] - '0';
+}
+
 int kyb_kube_parse_time(const char *s, int64_t *unix_ns)
 {
         struct tm tm = {0};
@@ -31,6 +38,8 @@ int kyb_kube_parse_time(const char *s, int64_t *unix_ns)
         if (!p)
                 return -EINVAL;
         if (*p == '.') {
+                if (p[1] < '0' || p[1] > '9')
+                        return -EINVAL;
                 for (p++; *p >= '0' && *p <= '9'; p++) {
                         if (scale > 1) {
                                 scale /= 10;
@@ -41,7 +50,9 @@ int kyb_kube_parse_time(const char *s, int64_t *unix_ns)
         if (*p == '+' || *p == '-') {
                 int hh, mm;
 
-                if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2 || strlen(p) != 6)
+                /* Exactly hh:mm; sscanf would also take "+-1:00" or "+ 1:00". */
+                if (strlen(p) != 6 || p[3] != ':' || (hh = two_digits(p + 1)) < 0 ||
+                    (mm = two_digits(p + 4)) < 0 || hh > 23 || mm > 59)
                         return -EINVAL;
                 off = (hh * 3600 + mm * 60) * (*p == '-' ? -1 : 1);
         } else if (strcmp(p, "Z") && strcmp(p, "z")) {
