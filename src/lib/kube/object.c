@@ -169,8 +169,12 @@ int kyb_kube_selector_matches(const json_t *selector, const json_t *labels, bool
         const char *k;
         json_t *v;
         size_t i;
+        bool all = true;
         int rc;
 
+        /* Every requirement is checked, not only those before the first
+         * mismatch: whether a selector is invalid must not depend on the
+         * labels it is tried on. */
         *match = false;
         json_object_foreach((json_t *)json_object_get(selector, "matchLabels"), k, v)
         {
@@ -179,7 +183,7 @@ int kyb_kube_selector_matches(const json_t *selector, const json_t *labels, bool
                 if (!json_is_string(v))
                         return kyb_error_setf(err, EINVAL, "selector label %s is not a string", k);
                 if (!have || strcmp(have, json_string_value(v)))
-                        return 0;
+                        all = false;
         }
         json_array_foreach(json_object_get(selector, "matchExpressions"), i, v)
         {
@@ -187,10 +191,9 @@ int kyb_kube_selector_matches(const json_t *selector, const json_t *labels, bool
 
                 if ((rc = expression_matches(v, labels, &m, err)) < 0)
                         return rc;
-                if (!m)
-                        return 0;
+                all = all && m;
         }
-        *match = true;
+        *match = all;
         return 0;
 }
 
