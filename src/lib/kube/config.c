@@ -167,20 +167,21 @@ static int read_file(const char *path, char **out, size_t *len, kyb_error **err)
 
 static int b64_decode(const char *what, const char *in, char **out, size_t *len, kyb_error **err)
 {
-        size_t n = strlen(in);
+        size_t n = strlen(in), pad = 0;
         _cleanup_free_ char *buf = malloc(n / 4 * 3 + 4);
         int got;
 
         if (!buf)
                 return kyb_error_set(err, ENOMEM, "%s", what);
-        if (n % 4 ||
+        while (pad < n && in[n - 1 - pad] == '=')
+                pad++;
+        /* EVP_DecodeBlock takes '=' anywhere as a zero sextet: only up to two
+         * at the end are padding ("====" would make the length negative). */
+        if (n % 4 || pad > 2 || memchr(in, '=', n - pad) ||
             (got = EVP_DecodeBlock((unsigned char *)buf, (const unsigned char *)in, (int)n)) < 0)
                 return kyb_error_setf(err, EINVAL, "%s is not valid base64", what);
         /* EVP_DecodeBlock counts the padding as zero bytes. */
-        while (n && in[n - 1] == '=') {
-                n--;
-                got--;
-        }
+        got -= (int)pad;
         buf[got] = '\0';
         *len = (size_t)got;
         *out = TAKE_PTR(buf);

@@ -22,6 +22,13 @@ void kyb_kube_format_time(int64_t unix_ns, bool micro, char buf[40])
                 snprintf(buf + n, 40 - n, "Z");
 }
 
+static int two_digits(const char *s)
+{
+        if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
+                return -1;
+        return (s[0] - '0') * 10 + s[1] - '0';
+}
+
 int kyb_kube_parse_time(const char *s, int64_t *unix_ns)
 {
         struct tm tm = {0};
@@ -31,6 +38,8 @@ int kyb_kube_parse_time(const char *s, int64_t *unix_ns)
         if (!p)
                 return -EINVAL;
         if (*p == '.') {
+                if (p[1] < '0' || p[1] > '9')
+                        return -EINVAL;
                 for (p++; *p >= '0' && *p <= '9'; p++) {
                         if (scale > 1) {
                                 scale /= 10;
@@ -41,7 +50,9 @@ int kyb_kube_parse_time(const char *s, int64_t *unix_ns)
         if (*p == '+' || *p == '-') {
                 int hh, mm;
 
-                if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2 || strlen(p) != 6)
+                /* Exactly hh:mm; sscanf would also take "+-1:00" or "+ 1:00". */
+                if (strlen(p) != 6 || p[3] != ':' || (hh = two_digits(p + 1)) < 0 ||
+                    (mm = two_digits(p + 4)) < 0 || hh > 23 || mm > 59)
                         return -EINVAL;
                 off = (hh * 3600 + mm * 60) * (*p == '-' ? -1 : 1);
         } else if (strcmp(p, "Z") && strcmp(p, "z")) {
@@ -158,8 +169,12 @@ int kyb_kube_selector_matches(const json_t *selector, const json_t *labels, bool
         const char *k;
         json_t *v;
         size_t i;
+        bool all = true;
         int rc;
 
+        /* Every requirement is checked, not only those before the first
+         * mismatch: whether a selector is invalid must not depend on the
+         * labels it is tried on. */
         *match = false;
         json_object_foreach((json_t *)json_object_get(selector, "matchLabels"), k, v)
         {
@@ -168,7 +183,7 @@ int kyb_kube_selector_matches(const json_t *selector, const json_t *labels, bool
                 if (!json_is_string(v))
                         return kyb_error_setf(err, EINVAL, "selector label %s is not a string", k);
                 if (!have || strcmp(have, json_string_value(v)))
-                        return 0;
+                        all = false;
         }
         json_array_foreach(json_object_get(selector, "matchExpressions"), i, v)
         {
@@ -176,10 +191,9 @@ int kyb_kube_selector_matches(const json_t *selector, const json_t *labels, bool
 
                 if ((rc = expression_matches(v, labels, &m, err)) < 0)
                         return rc;
-                if (!m)
-                        return 0;
+                all = all && m;
         }
-        *match = true;
+        *match = all;
         return 0;
 }
 
