@@ -252,8 +252,9 @@ int kube_status_error(long http, const char *method, const char *path, const cha
         const char *reason = json_string_value(json_object_get(st, "reason"));
         const char *msg = json_string_value(json_object_get(st, "message"));
 
-        return kyb_error_setf(err, kube_errno_for(http, reason), "%s %s: HTTP %ld %s%s%s", method,
-                              path, http, reason ? reason : "", msg ? ": " : "", msg ? msg : "");
+        return kyb_error_setf(err, kube_errno_for(http, reason), "%s %s: HTTP %ld%s%s%s%s", method,
+                              path, http, reason ? " " : "", reason ? reason : "", msg ? ": " : "",
+                              msg ? msg : "");
 }
 
 /* ---- requests -------------------------------------------------------------------- */

@@ -321,12 +321,17 @@ static int load_file(const char *path, const char *context, kyb_kube_config *cfg
 int kyb_kube_config_load(const char *path, const char *context, kyb_kube_config **out,
                          kyb_error **err)
 {
-        _cleanup_free_ char *home_cfg = NULL;
+        _cleanup_free_ char *home_cfg = NULL, *env_cfg = NULL;
         kyb_kube_config *cfg;
         int rc;
 
-        if (!path && getenv("KUBECONFIG") && *getenv("KUBECONFIG"))
-                path = getenv("KUBECONFIG");
+        if (!path && getenv("KUBECONFIG") && *getenv("KUBECONFIG")) {
+                /* A list (a:b) names files to merge; merging is not done:
+                 * the first file is used. */
+                if (!(env_cfg = strndup(getenv("KUBECONFIG"), strcspn(getenv("KUBECONFIG"), ":"))))
+                        return kyb_error_set(err, ENOMEM, "KUBECONFIG");
+                path = env_cfg;
+        }
         if (!path && getenv("KUBERNETES_SERVICE_HOST"))
                 return kyb_kube_config_in_cluster(NULL, out, err);
         if (!path) {
@@ -372,6 +377,10 @@ int kyb_kube_config_in_cluster(const char *sa_dir, kyb_kube_config **out, kyb_er
         if (rc >= 0 && asprintf(&ns, "%s/namespace", sa_dir) >= 0 &&
             read_file(ns, &cfg->ns, &len, NULL) >= 0)
                 cfg->ns[strcspn(cfg->ns, "\n")] = '\0';
+        if (rc >= 0 && cfg->ns && !*cfg->ns) {
+                free(cfg->ns);
+                cfg->ns = NULL;
+        }
         if (rc >= 0 && !cfg->ns && !(cfg->ns = strdup("default")))
                 rc = kyb_error_set(err, ENOMEM, "config");
         if (rc < 0) {

@@ -42,7 +42,7 @@ typedef struct kyb_kube_config kyb_kube_config;
 
 /*
  * Loads a client configuration. path names a kubeconfig; NULL means
- * $KUBECONFIG, then the in-cluster service account (when
+ * $KUBECONFIG (its first file when it lists several), then the in-cluster service account (when
  * KUBERNETES_SERVICE_HOST is set), then ~/.kube/config. context NULL means
  * the kubeconfig's current-context. Supported: server, certificate-authority
  * (-data), insecure-skip-tls-verify, token, tokenFile, client-certificate

@@ -113,7 +113,7 @@ bool kyb_kube_set_condition(json_t *status, const char *type, const char *cond_s
                 json_object_set_new(c, "lastTransitionTime", json_string(now));
                 changed = true;
         }
-        changed |= set_str(c, "reason", reason);
+        changed |= set_str(c, "reason", reason ? reason : "Unknown");
         changed |= set_str(c, "message", message ? message : "");
         if (json_integer_value(json_object_get(c, "observedGeneration")) != generation) {
                 json_object_set_new(c, "observedGeneration", json_integer(generation));
