@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/node.h"
 #include "agent/service.h"
 #include "base/log.h"
 
@@ -124,6 +125,7 @@ static int start_services(kyb_agent *agent, kyb_error **err)
 
 static void agent_free(kyb_agent *agent)
 {
+        kyb_agent_node_stop(agent);
         kyb_rpc_server_free(agent->rpc);
         kyb_http_stop(agent->http);
         kyb_engine_free(agent->engine);
@@ -150,6 +152,8 @@ int kyb_agent_start(const kyb_agent_config *cfg, kyb_agent **out, kyb_error **er
                 rc = start_engine(agent, err);
         if (rc >= 0)
                 rc = start_services(agent, err);
+        if (rc >= 0)
+                rc = kyb_agent_node_start(agent, err);
         if (rc < 0) {
                 agent_free(agent);
                 return kyb_error_wrap(err, rc, "agent");

@@ -29,6 +29,11 @@ typedef struct kyb_agent_config {
         int64_t max_concurrent;
         int64_t request_timeout_ms;
         int64_t store_max_bytes; /* 0: unlimited */
+        char *node_controller;   /* "auto", "on", "off" */
+        char *kubeconfig;        /* "" : in-cluster */
+        int64_t node_workers;
+        char *upload_result_dir; /* "" : store_dir */
+        int64_t upload_timeout_ms;
 } kyb_agent_config;
 
 #define KYB_AGENT_ENV_PREFIX   "KYBERNATE_AGENT"

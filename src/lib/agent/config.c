@@ -42,6 +42,17 @@ const kyb_config_option kyb_agent_options[] = {
         "time in-flight requests get to finish on SIGTERM"),
     OPT("max-concurrent", KYB_CONFIG_INT64, max_concurrent, "16", 1, 1024,
         "requests handled at once; more get RESOURCE_EXHAUSTED"),
+    OPT("node-controller", KYB_CONFIG_STRING, node_controller, "auto", 0, 0,
+        "run CheckpointRequests assigned to this node: on, off, or auto (on when a "
+        "kubeconfig is given or the agent runs in a pod)"),
+    OPT("kubeconfig", KYB_CONFIG_STRING, kubeconfig, "", 0, 0,
+        "kubeconfig of the node controller; empty means in-cluster"),
+    OPT("node-workers", KYB_CONFIG_INT64, node_workers, "2", 1, 64,
+        "CheckpointRequests the node controller runs at once"),
+    OPT("upload-result-dir", KYB_CONFIG_STRING, upload_result_dir, "", 0, 0,
+        "where the sidecar writes <id>.upload.json; empty means the store directory"),
+    OPT("upload-timeout", KYB_CONFIG_DURATION, upload_timeout_ms, "1h", 1000, 604800000,
+        "a checkpoint whose upload the sidecar has not reported by then fails"),
 };
 
 const size_t kyb_agent_n_options = sizeof(kyb_agent_options) / sizeof(kyb_agent_options[0]);

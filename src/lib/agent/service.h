@@ -23,6 +23,10 @@ struct kyb_agent {
         kyb_metric *step_seconds; /* histogram by step */
         kyb_engine *engine;
         struct timespec started;
+        /* The node controller (node.c); NULL when off. */
+        struct kyb_kube_config *kube_cfg;
+        struct kyb_kube_client *kube;
+        struct kyb_nodectl *nodectl;
 };
 
 extern const kyb_rpc_method kyb_agent_methods[];

@@ -1,0 +1,491 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The node half of the CheckpointRequest life cycle; see nodectl.h. */
+#define KYB_LOG_MODULE "nodectl"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/log.h"
+#include "kube/informer.h"
+#include "kube/workqueue.h"
+#include "nodectl/nodectl.h"
+
+#define RESULT_SUFFIX  ".upload.json"
+#define POLL_MS        1000
+#define WRITE_ATTEMPTS 5
+
+struct kyb_nodectl {
+        kyb_kube_client *c;
+        kyb_nodectl_opts o;
+        kyb_nodectl_engine engine;
+        char *node, *result_dir, *runtime, *selector;
+        kyb_kube_informer *inf;
+        kyb_workqueue *q;
+        pthread_t *workers;
+        size_t n_workers;
+
+        pthread_mutex_t mu;
+        json_t *running; /* keys this process is checkpointing: set */
+};
+
+static int64_t now_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static const char *sget(const json_t *o, const char *k)
+{
+        return json_string_value(json_object_get(o, k));
+}
+
+static int64_t generation(const json_t *obj)
+{
+        return json_integer_value(json_object_get(json_object_get(obj, "metadata"), "generation"));
+}
+
+/* ---- status writes ------------------------------------------------------------------ */
+
+typedef void (*status_edit)(json_t *status, const json_t *req, void *arg);
+
+/*
+ * Applies edit to the request's latest status and writes it, re-reading on
+ * conflict: the outcome of a checkpoint that took minutes must not be lost
+ * to an operator that wrote a condition meanwhile. expect_phase guards
+ * against acting on a request someone else moved on (NULL: any phase).
+ */
+static int write_status(kyb_nodectl *n, const char *ns, const char *name,
+                        const char *expect_phase, status_edit edit, void *arg, kyb_error **err)
+{
+        int rc = -ESTALE;
+
+        for (int i = 0; i < WRITE_ATTEMPTS && rc == -ESTALE; i++) {
+                _cleanup_json_ json_t *req = NULL;
+                json_t *st;
+
+                kyb_error_freep(err);
+                if ((rc = kyb_kube_get(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, ns, name, &req, err)) <
+                    0)
+                        return rc;
+                st = json_object_get(req, "status");
+                if (!json_is_object(st))
+                        json_object_set_new(req, "status", st = json_object());
+                if (expect_phase && strcmp(sget(st, "phase") ?: "", expect_phase))
+                        return kyb_error_setf(err, ESTALE, "request is %s now, not %s",
+                                              sget(st, "phase") ?: "(none)", expect_phase);
+                edit(st, req, arg);
+                json_object_set_new(st, "observedGeneration", json_integer(generation(req)));
+                rc = kyb_kube_update_status(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, req, NULL, err);
+        }
+        return rc;
+}
+
+static void set_time(json_t *st, const char *field)
+{
+        char buf[40];
+
+        kyb_kube_format_time(now_ns(), false, buf);
+        json_object_set_new(st, field, json_string(buf));
+}
+
+typedef struct failure {
+        const char *reason, *message, *condition;
+} failure;
+
+static void edit_failed(json_t *st, const json_t *req, void *arg)
+{
+        const failure *f = arg;
+
+        json_object_set_new(st, "phase", json_string("Failed"));
+        json_object_set_new(st, "message", json_string(f->message));
+        set_time(st, "completionTime");
+        kyb_kube_set_condition(st, f->condition, "False", f->reason, f->message, generation(req),
+                               now_ns());
+        kyb_kube_set_condition(st, "Ready", "False", f->reason, f->message, generation(req),
+                               now_ns());
+}
+
+static void edit_checkpointing(json_t *st, const json_t *req, void *arg)
+{
+        json_object_set_new(st, "phase", json_string("Checkpointing"));
+        json_object_set_new(st, "message", json_string("checkpointing on the node"));
+        kyb_kube_set_condition(st, "Checkpointed", "Unknown", "Checkpointing",
+                               "the agent is checkpointing the container", generation(req),
+                               now_ns());
+}
+
+static void edit_uploading(json_t *st, const json_t *req, void *arg)
+{
+        const json_t *result = arg;
+
+        json_object_update(st, (json_t *)result);
+        json_object_set_new(st, "phase", json_string("Uploading"));
+        json_object_set_new(st, "message",
+                            json_string("checkpointed; waiting for the sidecar's upload"));
+        kyb_kube_set_condition(st, "Checkpointed", "True", "Checkpointed",
+                               "the checkpoint is complete on the node", generation(req), now_ns());
+}
+
+static void edit_succeeded(json_t *st, const json_t *req, void *arg)
+{
+        const json_t *up = arg;
+        json_t *steps = json_object_get(st, "stepDurationsMillis");
+
+        if (!json_is_object(steps))
+                json_object_set_new(st, "stepDurationsMillis", steps = json_object());
+        json_object_set(st, "artifactURI", json_object_get(up, "artifact"));
+        json_object_set(st, "archiveSHA256", json_object_get(up, "sha256"));
+        json_object_set(st, "archiveBytes", json_object_get(up, "size"));
+        json_object_set(steps, "upload", json_object_get(up, "durationMs"));
+        json_object_set_new(st, "phase", json_string("Succeeded"));
+        json_object_set_new(st, "message", json_string("uploaded"));
+        set_time(st, "completionTime");
+        kyb_kube_set_condition(st, "Uploaded", "True", "Uploaded", sget(up, "artifact"),
+                               generation(req), now_ns());
+        kyb_kube_set_condition(st, "Ready", "True", "Succeeded", "the archive is stored",
+                               generation(req), now_ns());
+}
+
+static int fail(kyb_nodectl *n, const char *ns, const char *name, const char *expect,
+                const failure *f)
+{
+        _cleanup_error_ kyb_error *err = NULL;
+        _cleanup_json_ json_t *req = NULL;
+        int rc = write_status(n, ns, name, expect, edit_failed, (void *)f, &err);
+
+        if (rc < 0) {
+                kyb_log_error_ctx(err, "checkpointrequest %s/%s: recording failure", ns, name);
+                return rc;
+        }
+        kyb_log_info("checkpointrequest %s/%s failed: %s", ns, name, f->message);
+        if (kyb_kube_get(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, ns, name, &req, NULL) == 0)
+                kyb_kube_event(n->c, req, "Warning", f->reason, "kybernate-agent", f->message,
+                               NULL);
+        return 0;
+}
+
+/* ---- checkpointing --------------------------------------------------------------------- */
+
+/* The container's runtime ID from the pod's status ("containerd://ID"). */
+static int container_id(kyb_nodectl *n, const json_t *pod, const char *name, char **out,
+                        kyb_error **err)
+{
+        size_t i, len = strlen(n->runtime);
+        json_t *cs;
+
+        json_array_foreach(json_object_get(json_object_get(pod, "status"), "containerStatuses"), i,
+                           cs)
+        {
+                const char *id = sget(cs, "containerID");
+
+                if (strcmp(sget(cs, "name") ?: "", name))
+                        continue;
+                if (!id || strncmp(id, n->runtime, len) || strncmp(id + len, "://", 3))
+                        return kyb_error_setf(err, ENOTSUP,
+                                              "container %s has ID %s, not a %s:// container",
+                                              name, id ? id : "(none)", n->runtime);
+                *out = strdup(id + len + 3);
+                return *out ? 0 : kyb_error_set(err, ENOMEM, "container ID");
+        }
+        return kyb_error_setf(err, ENOENT, "container %s is not running", name);
+}
+
+static int run_job(kyb_nodectl *n, const json_t *req, json_t *result, kyb_error **err)
+{
+        const json_t *st = json_object_get(req, "status"), *spec = json_object_get(req, "spec");
+        const char *ns = kyb_kube_meta(req, "namespace");
+        _cleanup_json_ json_t *pod = NULL;
+        _cleanup_free_ char *cid = NULL;
+        kyb_nodectl_job job = {
+            .ns = ns,
+            .request = kyb_kube_meta(req, "name"),
+            .pod = sget(spec, "podName"),
+            .pod_uid = sget(st, "podUID"),
+            .container = sget(st, "containerName"),
+            .checkpoint_id = sget(st, "checkpointID"),
+            .options = json_object_get(spec, "options"),
+        };
+        int rc;
+
+        if (!job.pod || !job.container || !job.checkpoint_id)
+                return kyb_error_setf(err, EINVAL, "request has no pod, container or checkpoint ID");
+        if ((rc = kyb_kube_get(n->c, &KYB_KUBE_PODS, ns, job.pod, &pod, err)) < 0)
+                return kyb_error_wrap(err, rc, "pod %s", job.pod);
+        if (job.pod_uid && strcmp(job.pod_uid, kyb_kube_meta(pod, "uid") ?: ""))
+                return kyb_error_setf(err, ENOENT, "pod %s was replaced", job.pod);
+        if ((rc = container_id(n, pod, job.container, &cid, err)) < 0)
+                return kyb_error_wrap(err, rc, "pod %s", job.pod);
+        job.container_id = cid;
+        return n->engine.checkpoint(n->engine.ctx, &job, result, err);
+}
+
+static void mark_running(kyb_nodectl *n, const char *key, bool on)
+{
+        pthread_mutex_lock(&n->mu);
+        if (on)
+                json_object_set(n->running, key, json_true());
+        else
+                json_object_del(n->running, key);
+        pthread_mutex_unlock(&n->mu);
+}
+
+static bool is_running(kyb_nodectl *n, const char *key)
+{
+        bool r;
+
+        pthread_mutex_lock(&n->mu);
+        r = json_object_get(n->running, key) != NULL;
+        pthread_mutex_unlock(&n->mu);
+        return r;
+}
+
+static int checkpoint(kyb_nodectl *n, const char *key, const json_t *req)
+{
+        const char *ns = kyb_kube_meta(req, "namespace"), *name = kyb_kube_meta(req, "name");
+        _cleanup_error_ kyb_error *err = NULL;
+        _cleanup_json_ json_t *result = json_object();
+        int rc;
+
+        mark_running(n, key, true);
+        kyb_log_info("checkpointrequest %s: checkpointing", key);
+        rc = run_job(n, req, result, &err);
+        mark_running(n, key, false);
+        if (rc < 0) {
+                _cleanup_free_ char *msg = NULL;
+
+                if (asprintf(&msg, "checkpoint: %s", kyb_error_message(err)) < 0)
+                        return -ENOMEM;
+                return fail(n, ns, name, "Checkpointing",
+                            &(failure){"CheckpointFailed", msg, "Checkpointed"});
+        }
+        kyb_error_freep(&err);
+        rc = write_status(n, ns, name, "Checkpointing", edit_uploading, result, &err);
+        if (rc < 0)
+                kyb_log_error_ctx(err, "checkpointrequest %s: recording the checkpoint", key);
+        else
+                kyb_log_info("checkpointrequest %s: checkpointed, waiting for the upload", key);
+        return rc;
+}
+
+/* ---- phases ---------------------------------------------------------------------------- */
+
+static int claim(kyb_nodectl *n, const char *key, const json_t *req)
+{
+        _cleanup_error_ kyb_error *err = NULL;
+        _cleanup_json_ json_t *claimed = json_deep_copy(req);
+        json_t *st = json_object_get(claimed, "status");
+        int rc;
+
+        /* Conditional on the cached resourceVersion: of two agents (or two
+         * workers after a relist) only one wins the claim. */
+        edit_checkpointing(st, claimed, NULL);
+        rc = kyb_kube_update_status(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, claimed, NULL, &err);
+        if (rc == -ESTALE)
+                return 0; /* someone moved it on; its next event tells us what */
+        if (rc < 0) {
+                kyb_log_error_ctx(err, "checkpointrequest %s: claiming", key);
+                return rc;
+        }
+        return checkpoint(n, key, claimed);
+}
+
+static int read_result(kyb_nodectl *n, const char *id, json_t **out)
+{
+        _cleanup_free_ char *path = NULL;
+        json_error_t e;
+
+        if (asprintf(&path, "%s/%s" RESULT_SUFFIX, n->result_dir, id) < 0)
+                return -ENOMEM;
+        *out = json_load_file(path, 0, &e);
+        return *out ? 0 : -ENOENT;
+}
+
+static int64_t uploading_since(const json_t *st)
+{
+        json_t *c;
+        size_t i;
+        int64_t t = now_ns();
+
+        json_array_foreach(json_object_get(st, "conditions"), i, c)
+        {
+                if (!strcmp(sget(c, "type") ?: "", "Checkpointed"))
+                        kyb_kube_parse_time(sget(c, "lastTransitionTime"), &t);
+        }
+        return t;
+}
+
+static int uploading(kyb_nodectl *n, const char *key, const json_t *req, uint64_t *requeue)
+{
+        const json_t *st = json_object_get(req, "status");
+        const char *ns = kyb_kube_meta(req, "namespace"), *name = kyb_kube_meta(req, "name");
+        _cleanup_error_ kyb_error *err = NULL;
+        _cleanup_json_ json_t *up = NULL;
+        int rc;
+
+        if (read_result(n, sget(st, "checkpointID") ?: "", &up) < 0) {
+                if (now_ns() - uploading_since(st) > n->o.upload_timeout_ms * 1000000)
+                        return fail(n, ns, name, "Uploading",
+                                    &(failure){"UploadTimeout",
+                                               "the sidecar did not report an upload in time",
+                                               "Uploaded"});
+                *requeue = POLL_MS;
+                return 0;
+        }
+        if (!sget(up, "artifact") || !sget(up, "sha256"))
+                return fail(n, ns, name, "Uploading",
+                            &(failure){"UploadFailed", "the sidecar's result file is malformed",
+                                       "Uploaded"});
+        rc = write_status(n, ns, name, "Uploading", edit_succeeded, up, &err);
+        if (rc < 0 && rc != -ESTALE)
+                kyb_log_error_ctx(err, "checkpointrequest %s: recording the upload", key);
+        else if (rc >= 0)
+                kyb_log_info("checkpointrequest %s: uploaded to %s", key, sget(up, "artifact"));
+        return rc;
+}
+
+/* A request left in Checkpointing by a previous agent process. */
+static int resume(kyb_nodectl *n, const char *key, const json_t *req)
+{
+        const json_t *st = json_object_get(req, "status");
+        const char *ns = kyb_kube_meta(req, "namespace"), *name = kyb_kube_meta(req, "name");
+        _cleanup_json_ json_t *result = json_object();
+        _cleanup_error_ kyb_error *err = NULL;
+
+        if (!n->engine.exists(n->engine.ctx, sget(st, "checkpointID") ?: "", result))
+                return checkpoint(n, key, req); /* the old run rolled back: again */
+        kyb_log_info("checkpointrequest %s: found committed after a restart", key);
+        return write_status(n, ns, name, "Checkpointing", edit_uploading, result, &err);
+}
+
+static int reconcile(kyb_nodectl *n, const char *key, uint64_t *requeue)
+{
+        _cleanup_json_ json_t *req = kyb_kube_informer_get(n->inf, key);
+        const json_t *st = json_object_get(req, "status");
+        const char *phase = sget(st, "phase");
+
+        *requeue = 0;
+        if (!req || !phase || strcmp(sget(st, "nodeName") ?: "", n->node))
+                return 0;
+        if (!strcmp(phase, "Scheduled"))
+                return claim(n, key, req);
+        if (!strcmp(phase, "Checkpointing") && !is_running(n, key))
+                return resume(n, key, req);
+        if (!strcmp(phase, "Uploading"))
+                return uploading(n, key, req, requeue);
+        return 0;
+}
+
+/* ---- plumbing ----------------------------------------------------------------------------- */
+
+static void *worker(void *arg)
+{
+        kyb_nodectl *n = arg;
+        char *key;
+
+        while (kyb_workqueue_get(n->q, &key) == 0) {
+                uint64_t requeue = 0;
+
+                if (reconcile(n, key, &requeue) < 0)
+                        kyb_workqueue_add_rate_limited(n->q, key);
+                else if (requeue)
+                        kyb_workqueue_add_after(n->q, key, requeue);
+                else
+                        kyb_workqueue_forget(n->q, key);
+                kyb_workqueue_done(n->q, key);
+                free(key);
+        }
+        return NULL;
+}
+
+static void on_change(void *ctx, json_t *obj)
+{
+        kyb_nodectl *n = ctx;
+        _cleanup_free_ char *key = kyb_kube_key(obj);
+
+        if (key)
+                kyb_workqueue_add(n->q, key);
+}
+
+static void on_update(void *ctx, json_t *old, json_t *obj)
+{
+        on_change(ctx, obj);
+}
+
+static int start_threads(kyb_nodectl *n, kyb_error **err)
+{
+        n->workers = calloc(n->o.workers, sizeof(*n->workers));
+        if (!n->workers)
+                return kyb_error_set(err, ENOMEM, "node controller");
+        for (; n->n_workers < n->o.workers; n->n_workers++) {
+                int e = pthread_create(&n->workers[n->n_workers], NULL, worker, n);
+
+                if (e)
+                        return kyb_error_set(err, e, "node controller worker");
+        }
+        return kyb_kube_informer_start(n->inf, err);
+}
+
+int kyb_nodectl_start(kyb_kube_client *c, const kyb_nodectl_opts *opts,
+                      const kyb_nodectl_engine *engine, kyb_nodectl **out, kyb_error **err)
+{
+        kyb_nodectl *n = calloc(1, sizeof(*n));
+        kyb_kube_informer_opts io = {.resource = &KYB_KUBE_CHECKPOINT_REQUESTS,
+                                     .handlers = {on_change, on_update, NULL, NULL}};
+        int rc;
+
+        if (!n)
+                return kyb_error_set(err, ENOMEM, "node controller");
+        n->c = c;
+        n->o = *opts;
+        n->engine = *engine;
+        n->o.workers = opts->workers ? opts->workers : 2;
+        n->o.upload_timeout_ms = opts->upload_timeout_ms ? opts->upload_timeout_ms : 3600000;
+        n->node = strdup(opts->node_name);
+        n->result_dir = strdup(opts->result_dir);
+        n->runtime = strdup(opts->container_runtime ? opts->container_runtime : "containerd");
+        pthread_mutex_init(&n->mu, NULL);
+        n->running = json_object();
+        n->q = kyb_workqueue_new(&(kyb_workqueue_opts){.base_delay_ms = 100,
+                                                       .max_delay_ms = 30000});
+        if (!n->node || !n->result_dir || !n->runtime || !n->running || !n->q ||
+            asprintf(&n->selector, "kybernate.io/node=%s", n->node) < 0) {
+                kyb_nodectl_free(n);
+                return kyb_error_set(err, ENOMEM, "node controller");
+        }
+        io.list.label_selector = n->selector;
+        io.handlers.ctx = n;
+        if ((rc = kyb_kube_informer_new(c, &io, &n->inf, err)) < 0 ||
+            (rc = start_threads(n, err)) < 0) {
+                kyb_nodectl_free(n);
+                return kyb_error_wrap(err, rc, "node controller");
+        }
+        *out = n;
+        return 0;
+}
+
+void kyb_nodectl_free(kyb_nodectl *n)
+{
+        if (!n)
+                return;
+        /* Stop events first, then let the workers finish what they hold. */
+        kyb_kube_informer_free(n->inf);
+        if (n->q)
+                kyb_workqueue_shutdown(n->q);
+        for (size_t i = 0; i < n->n_workers; i++)
+                pthread_join(n->workers[i], NULL);
+        free(n->workers);
+        kyb_workqueue_free(n->q);
+        json_decref(n->running);
+        pthread_mutex_destroy(&n->mu);
+        free(n->node);
+        free(n->result_dir);
+        free(n->runtime);
+        free(n->selector);
+        free(n);
+}
