@@ -144,7 +144,7 @@ int kyb_agent_node_start(kyb_agent *agent, kyb_error **err)
         kyb_nodectl_opts no = {
             .node_name = agent->node_name,
             .result_dir = cfg->upload_result_dir && *cfg->upload_result_dir ? cfg->upload_result_dir
-                                                                           : cfg->store_dir,
+                                                                            : cfg->store_dir,
             .upload_timeout_ms = cfg->upload_timeout_ms,
             .workers = (unsigned)cfg->node_workers,
         };
@@ -152,8 +152,7 @@ int kyb_agent_node_start(kyb_agent *agent, kyb_error **err)
 
         if (!wanted(cfg, err, &rc))
                 return rc;
-        if ((rc = kyb_kube_config_load(cfg->kubeconfig && *cfg->kubeconfig ? cfg->kubeconfig
-                                                                           : NULL,
+        if ((rc = kyb_kube_config_load(cfg->kubeconfig && *cfg->kubeconfig ? cfg->kubeconfig : NULL,
                                        NULL, &agent->kube_cfg, err)) < 0 ||
             (rc = kyb_kube_client_new(agent->kube_cfg, &co, &agent->kube, err)) < 0 ||
             (rc = kyb_nodectl_start(agent->kube, &no, &engine, &agent->nodectl, err)) < 0)

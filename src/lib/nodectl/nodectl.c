@@ -60,8 +60,8 @@ typedef void (*status_edit)(json_t *status, const json_t *req, void *arg);
  * to an operator that wrote a condition meanwhile. expect_phase guards
  * against acting on a request someone else moved on (NULL: any phase).
  */
-static int write_status(kyb_nodectl *n, const char *ns, const char *name,
-                        const char *expect_phase, status_edit edit, void *arg, kyb_error **err)
+static int write_status(kyb_nodectl *n, const char *ns, const char *name, const char *expect_phase,
+                        status_edit edit, void *arg, kyb_error **err)
 {
         int rc = -ESTALE;
 
@@ -188,8 +188,8 @@ static int container_id(kyb_nodectl *n, const json_t *pod, const char *name, cha
                         continue;
                 if (!id || strncmp(id, n->runtime, len) || strncmp(id + len, "://", 3))
                         return kyb_error_setf(err, ENOTSUP,
-                                              "container %s has ID %s, not a %s:// container",
-                                              name, id ? id : "(none)", n->runtime);
+                                              "container %s has ID %s, not a %s:// container", name,
+                                              id ? id : "(none)", n->runtime);
                 *out = strdup(id + len + 3);
                 return *out ? 0 : kyb_error_set(err, ENOMEM, "container ID");
         }
@@ -214,7 +214,8 @@ static int run_job(kyb_nodectl *n, const json_t *req, json_t *result, kyb_error 
         int rc;
 
         if (!job.pod || !job.container || !job.checkpoint_id)
-                return kyb_error_setf(err, EINVAL, "request has no pod, container or checkpoint ID");
+                return kyb_error_setf(err, EINVAL,
+                                      "request has no pod, container or checkpoint ID");
         if ((rc = kyb_kube_get(n->c, &KYB_KUBE_PODS, ns, job.pod, &pod, err)) < 0)
                 return kyb_error_wrap(err, rc, "pod %s", job.pod);
         if (job.pod_uid && strcmp(job.pod_uid, kyb_kube_meta(pod, "uid") ?: ""))
@@ -451,8 +452,8 @@ int kyb_nodectl_start(kyb_kube_client *c, const kyb_nodectl_opts *opts,
         n->runtime = strdup(opts->container_runtime ? opts->container_runtime : "containerd");
         pthread_mutex_init(&n->mu, NULL);
         n->running = json_object();
-        n->q = kyb_workqueue_new(&(kyb_workqueue_opts){.base_delay_ms = 100,
-                                                       .max_delay_ms = 30000});
+        n->q =
+            kyb_workqueue_new(&(kyb_workqueue_opts){.base_delay_ms = 100, .max_delay_ms = 30000});
         if (!n->node || !n->result_dir || !n->runtime || !n->running || !n->q ||
             asprintf(&n->selector, "kybernate.io/node=%s", n->node) < 0) {
                 kyb_nodectl_free(n);
