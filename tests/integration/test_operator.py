@@ -63,13 +63,14 @@ class Operator:
 def k8s(kube, kybernate_crds):
     from kubernetes import client
     kube.ensure_namespace(NS)
+    kube.ensure_runtime_class("kybernate")
     return client.CoreV1Api(kube.api_client()), client.CustomObjectsApi(kube.api_client())
 
 
 @pytest.fixture(scope="module")
 def operator(build_dir, kube, k8s, tmp_path_factory):
     op = Operator(build_dir, kube, tmp_path_factory.mktemp("operator"),
-                  "--request-timeout", "8s", "--lease-name", "op-main",
+                  "--request-timeout", "8s", "--lease-name", "op-main", "--watch-namespace", NS,
                   # outlives an API server restart (a leader that cannot renew
                   # within the deadline exits, as it should)
                   "--lease-duration", "60s", "--renew-deadline", "45s")
@@ -79,19 +80,20 @@ def operator(build_dir, kube, k8s, tmp_path_factory):
     assert "stopped" in op.text()
 
 
-def make_pod(core, name, node="node-a", containers=("app", "kybernate-sidecar"), running=True):
+def make_pod(core, name, node="node-a", containers=("app", "kybernate-sidecar"), running=True,
+             ns=NS):
     body = {"metadata": {"name": name, "labels": {"app": name}},
             "spec": {"nodeName": node, "automountServiceAccountToken": False,
                      "containers": [{"name": c, "image": "busybox:local"} for c in containers]}}
-    pod = core.create_namespaced_pod(NS, body)
+    pod = core.create_namespaced_pod(ns, body)
     if running:
-        set_running(core, name, containers)
+        set_running(core, name, containers, ns=ns)
     return pod
 
 
-def set_running(core, name, containers=("app", "kybernate-sidecar")):
+def set_running(core, name, containers=("app", "kybernate-sidecar"), ns=NS):
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    core.patch_namespaced_pod_status(name, NS, {"status": {
+    core.patch_namespaced_pod_status(name, ns, {"status": {
         "phase": "Running",
         "containerStatuses": [{
             "name": c, "ready": True, "restartCount": 0, "image": "busybox:local",
@@ -100,23 +102,23 @@ def set_running(core, name, containers=("app", "kybernate-sidecar")):
             "state": {"running": {"startedAt": now}}} for c in containers]}})
 
 
-def make_request(custom, name, pod, **spec):
+def make_request(custom, name, pod, ns=NS, **spec):
     body = {"apiVersion": "kybernate.io/v1alpha1", "kind": "CheckpointRequest",
             "metadata": {"name": name},
             "spec": {"podName": pod, "storage": {"uri": "s3://bucket/prefix"}, **spec}}
-    return custom.create_namespaced_custom_object("kybernate.io", "v1alpha1", NS,
+    return custom.create_namespaced_custom_object("kybernate.io", "v1alpha1", ns,
                                                   "checkpointrequests", body)
 
 
-def get_request(custom, name):
-    return custom.get_namespaced_custom_object("kybernate.io", "v1alpha1", NS,
+def get_request(custom, name, ns=NS):
+    return custom.get_namespaced_custom_object("kybernate.io", "v1alpha1", ns,
                                                "checkpointrequests", name)
 
 
-def wait_phase(custom, name, phase, timeout=20):
+def wait_phase(custom, name, phase, timeout=20, ns=NS):
     end = time.monotonic() + timeout
     while True:
-        obj = get_request(custom, name)
+        obj = get_request(custom, name, ns)
         got = obj.get("status", {}).get("phase")
         if got == phase:
             return obj
@@ -128,8 +130,8 @@ def condition(obj, type_):
     return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
 
 
-def events_for(core, name):
-    evs = core.list_namespaced_event(NS).items
+def events_for(core, name, ns=NS):
+    evs = core.list_namespaced_event(ns).items
     return [e for e in evs if e.involved_object.name == name]
 
 
@@ -275,8 +277,10 @@ def test_recovers_after_apiserver_restart(operator, kube, k8s):
 
 def test_leader_failover_processes_each_request_once(build_dir, kube, k8s, tmp_path):
     core, custom = k8s
+    ns = "operator-failover"  # away from the module's operator
+    kube.ensure_namespace(ns)
     lease = unique("lease")
-    common = ("--lease-name", lease, "--lease-duration", "3s", "--renew-deadline", "2s",
+    common = ("--watch-namespace", ns, "--lease-name", lease, "--lease-duration", "3s", "--renew-deadline", "2s",
               "--retry-period", "300ms", "--pod-wait", "60s")
     a = Operator(build_dir, kube, tmp_path, *common, "--identity", "op-a", name="a")
     b = None
@@ -287,23 +291,23 @@ def test_leader_failover_processes_each_request_once(build_dir, kube, k8s, tmp_p
         pods = [unique("fo") for _ in range(3)]
         reqs = [unique("ckpt") for _ in pods]
         for p in pods:
-            make_pod(core, p)
+            make_pod(core, p, ns=ns)
         for r, p in zip(reqs[:2], pods[:2]):
-            make_request(custom, r, p)
+            make_request(custom, r, p, ns=ns)
         for r in reqs[:2]:
-            wait_phase(custom, r, "Scheduled")
+            wait_phase(custom, r, "Scheduled", ns=ns)
         time.sleep(1)
         assert "leading now" not in b.text()
 
         a.stop(signal.SIGKILL)  # no lease release: b waits out the lease
         killed = time.monotonic()
-        make_request(custom, reqs[2], pods[2])
+        make_request(custom, reqs[2], pods[2], ns=ns)
         b.wait_log("leading now", timeout=15)
         assert time.monotonic() - killed < 3 + 1.5
-        wait_phase(custom, reqs[2], "Scheduled", timeout=10)
+        wait_phase(custom, reqs[2], "Scheduled", timeout=10, ns=ns)
         time.sleep(1)
         for r in reqs:
-            reasons = [e.reason for e in events_for(core, r)]
+            reasons = [e.reason for e in events_for(core, r, ns)]
             assert reasons.count("Scheduled") == 1, (r, reasons)
         assert b.stop() == 0, b.text()
     finally:
@@ -318,3 +322,166 @@ def test_bad_kubeconfig_is_a_clear_error(build_dir, tmp_path):
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 1
     assert f"kubeconfig {tmp_path}/missing" in p.stderr and "No such file" in p.stderr
+
+
+# ---- RestoreRequest -------------------------------------------------------------
+
+
+def succeed_checkpoint(custom, name, uri):
+    """Moves a Scheduled request to Succeeded the way agent and sidecar do."""
+    obj = wait_phase(custom, name, "Scheduled")
+    obj["status"].update({"phase": "Succeeded", "artifactURI": uri,
+                          "archiveSHA256": "0" * 64, "archiveBytes": 123})
+    custom.replace_namespaced_custom_object_status("kybernate.io", "v1alpha1", NS,
+                                                   "checkpointrequests", name, obj)
+
+
+def make_restore(custom, name, **spec):
+    spec.setdefault("timeoutSeconds", 60)  # the module's operator defaults to 8 s
+    body = {"apiVersion": "kybernate.io/v1alpha1", "kind": "RestoreRequest",
+            "metadata": {"name": name}, "spec": spec}
+    return custom.create_namespaced_custom_object("kybernate.io", "v1alpha1", NS,
+                                                  "restorerequests", body)
+
+
+def get_restore(custom, name):
+    return custom.get_namespaced_custom_object("kybernate.io", "v1alpha1", NS,
+                                               "restorerequests", name)
+
+
+def wait_restore(custom, name, phase, timeout=20):
+    end = time.monotonic() + timeout
+    while True:
+        obj = get_restore(custom, name)
+        got = obj.get("status", {}).get("phase")
+        if got == phase:
+            return obj
+        assert time.monotonic() < end, f"{name}: phase {got}, want {phase}: {obj.get('status')}"
+        time.sleep(0.1)
+
+
+def pod_status(core, name, init_state, main_state=None, phase="Pending"):
+    st = {"phase": phase,
+          "initContainerStatuses": [{"name": "kybernate-fetch", "ready": False, "restartCount": 0,
+                                     "image": "x", "imageID": "", "state": init_state}]}
+    if main_state:
+        st["containerStatuses"] = [
+            {"name": c, "ready": True, "restartCount": 0, "image": "x", "imageID": "",
+             "containerID": f"containerd://{uuid.uuid4().hex}", "state": main_state}
+            for c in ("app", "kybernate-sidecar")]
+    core.patch_namespaced_pod_status(name, NS, {"status": st})
+
+
+def test_restore_lifecycle(operator, k8s):
+    core, custom = k8s
+    pod, req, rst = unique("src"), unique("ckpt"), unique("rst")
+    body = {"metadata": {"name": pod},
+            "spec": {"nodeName": "node-a", "automountServiceAccountToken": False,
+                     "containers": [
+                         {"name": "app", "image": "busybox:local"},
+                         {"name": "kybernate-sidecar", "image": "sidecar:local",
+                          "volumeMounts": [{"name": "artifacts", "mountPath": "/artifacts"}]}],
+                     "volumes": [{"name": "artifacts", "hostPath": {"path": "/srv/artifacts"}}]}}
+    core.create_namespaced_pod(NS, body)
+    set_running(core, pod)
+    make_request(custom, req, pod)
+    make_restore(custom, rst, source={"checkpointRequestName": req},
+                 gpuMapping={"policy": "SameUUID"},
+                 podTemplate={"labels": {"team": "a"}, "annotations": {"note": "x"}})
+    time.sleep(1.5)
+    assert get_restore(custom, rst)["status"]["phase"] == "Pending"  # source not done
+
+    uri = f"file:///artifacts/{req}.tar.zst"
+    succeed_checkpoint(custom, req, uri)
+    st = wait_restore(custom, rst, "Scheduled")["status"]
+    new = core.read_namespaced_pod(st["restoredPodName"], NS)
+    assert st["restoredPodName"].startswith(f"{pod}-restored-")
+    assert st["artifactURI"] == uri and st["checkpointID"].startswith(req)
+    assert new.spec.runtime_class_name == "kybernate"
+    assert new.spec.node_name == "node-a"  # SameUUID: the checkpoint's node
+    assert new.metadata.annotations["kybernate.io/restore-from"] == uri
+    assert new.metadata.annotations["kybernate.io/gpu-mapping"] == "SameUUID"
+    assert new.metadata.annotations["note"] == "x"
+    assert new.metadata.labels == {"team": "a", "kybernate.io/restore-request": rst}
+    fetch = new.spec.init_containers[0]
+    assert fetch.name == "kybernate-fetch" and fetch.args[:2] == ["fetch", f"--source={uri}"]
+    assert {m.mount_path for m in fetch.volume_mounts} == {"/var/lib/kybernate/restore",
+                                                          "/artifacts"}
+    assert [c.name for c in new.spec.containers] == ["app", "kybernate-sidecar"]
+    assert {v.name for v in new.spec.volumes} >= {"artifacts", "kybernate-restore"}
+
+    name = st["restoredPodName"]
+    pod_status(core, name, {"running": {}})
+    wait_restore(custom, rst, "Fetching")
+    pod_status(core, name, {"terminated": {"exitCode": 0, "reason": "Completed"}},
+               {"waiting": {"reason": "ContainerCreating"}})
+    wait_restore(custom, rst, "Restoring")
+    pod_status(core, name, {"terminated": {"exitCode": 0, "reason": "Completed"}},
+               {"running": {"startedAt": "2026-01-01T00:00:00Z"}}, phase="Running")
+    obj = wait_restore(custom, rst, "Succeeded")
+    conds = {c["type"]: c["status"] for c in obj["status"]["conditions"]}
+    assert conds == {"Scheduled": "True", "Fetched": "True", "Restored": "True", "Ready": "True"}
+    assert obj["status"]["nodeName"] == "node-a" and obj["status"]["completionTime"]
+    reasons = [e.reason for e in events_for(core, rst)]
+    assert reasons.count("PodCreated") == 1, reasons
+
+
+def test_restore_fetch_failure(operator, k8s):
+    core, custom = k8s
+    pod, req, rst = unique("src"), unique("ckpt"), unique("rst")
+    make_pod(core, pod)
+    make_request(custom, req, pod)
+    succeed_checkpoint(custom, req, "s3://bucket/prefix/x.tar.zst")
+    make_restore(custom, rst, source={"checkpointRequestName": req},
+                 podTemplate={"name": unique("named")}, targetNodeName="node-b")
+    st = wait_restore(custom, rst, "Scheduled")["status"]
+    assert core.read_namespaced_pod(st["restoredPodName"], NS).spec.node_name == "node-b"
+    pod_status(core, st["restoredPodName"],
+               {"terminated": {"exitCode": 1, "reason": "Error",
+                               "message": "verify: checkpoint/pages-1.img: SHA-256 mismatch"}})
+    obj = wait_restore(custom, rst, "Failed")
+    ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "FetchFailed"
+    assert "fetch exited with 1: verify: checkpoint/pages-1.img: SHA-256 mismatch" in \
+        obj["status"]["message"]
+
+
+def test_restore_pod_rejected_by_admission(operator, kube, k8s):
+    core, custom = k8s
+    pod, req, rst = unique("src"), unique("ckpt"), unique("rst")
+    make_pod(core, pod)
+    make_request(custom, req, pod)
+    succeed_checkpoint(custom, req, "s3://bucket/prefix/z.tar.zst")
+    # without the RuntimeClass, admission rejects the restore pod
+    from kubernetes import client
+    node_api = client.NodeV1Api(kube.api_client())
+    node_api.delete_runtime_class("kybernate")
+    try:
+        make_restore(custom, rst, source={"checkpointRequestName": req})
+        obj = wait_restore(custom, rst, "Failed")
+    finally:
+        kube.ensure_runtime_class("kybernate")
+    assert obj["status"]["message"].startswith("creating pod ")
+    assert 'RuntimeClass "kybernate" not found' in obj["status"]["message"]
+    ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "PodRejected"
+
+
+def test_restore_bad_sources(operator, k8s):
+    core, custom = k8s
+    a, b, c = unique("rst"), unique("rst"), unique("rst")
+    make_restore(custom, a, source={"checkpointRequestName": "no-such-request"})
+    make_restore(custom, b, source={"artifactURI": "s3://bucket/prefix/x.tar.zst"})
+    oa, ob = wait_restore(custom, a, "Failed"), wait_restore(custom, b, "Failed")
+    assert oa["status"]["message"] == "CheckpointRequest no-such-request not found"
+    assert "not implemented yet" in ob["status"]["message"]
+
+    # a pod of the requested name that is not ours
+    pod, req, taken = unique("src"), unique("ckpt"), unique("taken")
+    make_pod(core, pod)
+    make_pod(core, taken)
+    make_request(custom, req, pod)
+    succeed_checkpoint(custom, req, "s3://bucket/prefix/y.tar.zst")
+    make_restore(custom, c, source={"checkpointRequestName": req}, podTemplate={"name": taken})
+    oc = wait_restore(custom, c, "Failed")
+    assert oc["status"]["message"] == f"pod {taken} already exists"

@@ -212,7 +212,11 @@ static int assign(rctx *r, const json_t *pod, const char *container, kyb_error *
 
         if (!id || !(spec = pod_spec_annotation(r->op, r->ns, kyb_kube_meta(pod, "name"), err)))
                 return kyb_error_wrap(err, -ENOMEM, "pod spec");
-        patch = json_pack("{s:{s:{s:s}, s:{s:s}}}", "metadata", "labels", KYB_LABEL_NODE, node,
+        /* The resourceVersion makes the patch conditional: a second writer
+         * (a stale leader, a duplicate key) gets a conflict instead of
+         * scheduling the request again on top of the first. */
+        patch = json_pack("{s:{s:s?, s:{s:s}, s:{s:s}}}", "metadata", "resourceVersion",
+                          kyb_kube_meta(r->req, "resourceVersion"), "labels", KYB_LABEL_NODE, node,
                           "annotations", KYB_ANNOT_POD_SPEC, spec);
         if ((rc = kyb_kube_patch(r->op->c, &KYB_KUBE_CHECKPOINT_REQUESTS, r->ns, r->name,
                                  KYB_KUBE_PATCH_MERGE, patch, false, &patched, err)) < 0)

@@ -16,13 +16,23 @@
 #define KYB_ANNOT_POD_SPEC "kybernate.io/pod-spec"
 #define KYB_SIDECAR_NAME   "kybernate-sidecar"
 #define KYB_COMPONENT      "kybernate-operator"
+#define KYB_LABEL_RESTORE  "kybernate.io/restore-request"
+#define KYB_ANNOT_RESTORE  "kybernate.io/restore-from"
+#define KYB_ANNOT_CKPT_ID  "kybernate.io/checkpoint-id"
+#define KYB_ANNOT_GPU_MAP  "kybernate.io/gpu-mapping"
+#define KYB_FETCH_NAME     "kybernate-fetch"
+#define KYB_RESTORE_DIR    "/var/lib/kybernate/restore"
+
+/* Work queue keys carry their kind: "ckpt:ns/name", "rstr:ns/name". */
+#define OP_KIND_CKPT "ckpt:"
+#define OP_KIND_RSTR "rstr:"
 
 struct kyb_operator {
         kyb_operator_config cfg;
         kyb_kube_config *kcfg;
         kyb_kube_client *c;
-        kyb_kube_informer *requests, *pods;
-        kyb_workqueue *ckpt_q;
+        kyb_kube_informer *requests, *restores, *pods;
+        kyb_workqueue *q;
         kyb_kube_leader *leader;
 
         kyb_metrics *metrics;
@@ -39,6 +49,9 @@ struct kyb_operator {
         pthread_t *workers;
         size_t n_workers;
 };
+
+/* restore-controller.c */
+int rstr_reconcile(kyb_operator *op, const char *key, uint64_t *requeue_ms, kyb_error **err);
 
 /* checkpoint-controller.c */
 int ckpt_reconcile(kyb_operator *op, const char *key, uint64_t *requeue_ms, kyb_error **err);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "kyb-version.h"
 #include "operator/operator-internal.h"
 
 const kyb_config_option kyb_operator_options[] = {
@@ -41,6 +42,9 @@ const kyb_config_option kyb_operator_options[] = {
      86400000, "how long a request waits for its pod to exist before it fails"},
     {"request-timeout", KYB_CONFIG_DURATION, offsetof(kyb_operator_config, request_timeout_ms),
      "30m", 1000, 604800000, "a CheckpointRequest not finished by then fails"},
+    {"sidecar-image", KYB_CONFIG_STRING, offsetof(kyb_operator_config, sidecar_image),
+     "kybernate/kybernate-sidecar:" KYB_VERSION, 0, 0,
+     "image of the fetch init container that restore pods get"},
     {"log-level", KYB_CONFIG_STRING, offsetof(kyb_operator_config, log_level), "info", 0, 0,
      "error, warn, info, debug or trace"},
     {"log-format", KYB_CONFIG_STRING, offsetof(kyb_operator_config, log_format), "text", 0, 0,
@@ -50,9 +54,19 @@ const size_t kyb_operator_n_options = KYB_ARRAY_SIZE(kyb_operator_options);
 
 /* ---- the pod -> requests index -------------------------------------------------------- */
 
+static char *prefixed(const char *kind, const json_t *obj)
+{
+        _cleanup_free_ char *key = kyb_kube_key(obj);
+        char *out = NULL;
+
+        if (!key || asprintf(&out, "%s%s", kind, key) < 0)
+                return NULL;
+        return out;
+}
+
 static void index_request(kyb_operator *op, const json_t *req, bool add)
 {
-        _cleanup_free_ char *pod = ckpt_pod_key(req), *key = kyb_kube_key(req);
+        _cleanup_free_ char *pod = ckpt_pod_key(req), *key = prefixed(OP_KIND_CKPT, req);
         json_t *set;
 
         if (!pod || !key)
@@ -73,14 +87,18 @@ static void index_request(kyb_operator *op, const json_t *req, bool add)
         pthread_mutex_unlock(&op->index_mu);
 }
 
+static void enqueue(kyb_operator *op, const char *kind, const json_t *obj)
+{
+        _cleanup_free_ char *key = prefixed(kind, obj);
+
+        if (key)
+                kyb_workqueue_add(op->q, key);
+}
+
 static void on_req_add(void *ctx, json_t *obj)
 {
-        kyb_operator *op = ctx;
-        _cleanup_free_ char *key = kyb_kube_key(obj);
-
-        index_request(op, obj, true);
-        if (key)
-                kyb_workqueue_add(op->ckpt_q, key);
+        index_request(ctx, obj, true);
+        enqueue(ctx, OP_KIND_CKPT, obj);
 }
 
 static void on_req_update(void *ctx, json_t *old, json_t *obj)
@@ -91,31 +109,61 @@ static void on_req_update(void *ctx, json_t *old, json_t *obj)
 static void on_req_delete(void *ctx, json_t *obj)
 {
         kyb_operator *op = ctx;
-        _cleanup_free_ char *key = kyb_kube_key(obj);
+        _cleanup_free_ char *key = prefixed(OP_KIND_CKPT, obj);
 
         index_request(op, obj, false);
         if (key)
-                kyb_workqueue_forget(op->ckpt_q, key);
+                kyb_workqueue_forget(op->q, key);
+}
+
+static void on_rstr_add(void *ctx, json_t *obj)
+{
+        enqueue(ctx, OP_KIND_RSTR, obj);
+}
+
+static void on_rstr_update(void *ctx, json_t *old, json_t *obj)
+{
+        enqueue(ctx, OP_KIND_RSTR, obj);
 }
 
 static void on_pod_change(void *ctx, json_t *pod)
 {
         kyb_operator *op = ctx;
-        _cleanup_free_ char *key = kyb_kube_key(pod);
+        _cleanup_free_ char *key = kyb_kube_key(pod), *rkey = NULL;
+        const json_t *labels = json_object_get(json_object_get(pod, "metadata"), "labels");
+        const char *restore = json_string_value(json_object_get(labels, KYB_LABEL_RESTORE));
         const char *req;
         json_t *v;
 
         if (!key)
                 return;
         pthread_mutex_lock(&op->index_mu);
-        json_object_foreach(json_object_get(op->by_pod, key), req, v)
-            kyb_workqueue_add(op->ckpt_q, req);
+        json_object_foreach(json_object_get(op->by_pod, key), req, v) kyb_workqueue_add(op->q, req);
         pthread_mutex_unlock(&op->index_mu);
+        /* A restored pod wakes its RestoreRequest. */
+        if (restore &&
+            asprintf(&rkey, "%s%s/%s", OP_KIND_RSTR, kyb_kube_meta(pod, "namespace"), restore) >= 0)
+                kyb_workqueue_add(op->q, rkey);
 }
 
 static void on_pod_update(void *ctx, json_t *old, json_t *pod)
 {
         on_pod_change(ctx, pod);
+}
+
+static json_t *slim_statuses(const json_t *list)
+{
+        json_t *out = json_array(), *c;
+        size_t i;
+
+        json_array_foreach(list, i, c)
+        {
+                json_array_append_new(out, json_pack("{s:O?, s:O?, s:O?}", "name",
+                                                     json_object_get(c, "name"), "containerID",
+                                                     json_object_get(c, "containerID"), "state",
+                                                     json_object_get(c, "state")));
+        }
+        return out;
 }
 
 /* What the controllers read of a pod; the rest is not cached (10,000 pods
@@ -124,23 +172,25 @@ static json_t *slim_pod(const json_t *pod)
 {
         const json_t *meta = json_object_get(pod, "metadata"), *spec = json_object_get(pod, "spec");
         const json_t *st = json_object_get(pod, "status");
-        json_t *containers = json_array(), *statuses = json_array(), *c;
+        json_t *containers = json_array(), *c;
         size_t i;
 
-        json_array_foreach(json_object_get(spec, "containers"), i, c) json_array_append_new(
-            containers, json_pack("{s:O?}", "name", json_object_get(c, "name")));
-        json_array_foreach(json_object_get(st, "containerStatuses"), i, c) json_array_append_new(
-            statuses,
-            json_pack("{s:O?, s:O?, s:O?}", "name", json_object_get(c, "name"), "containerID",
-                      json_object_get(c, "containerID"), "state", json_object_get(c, "state")));
-        return json_pack("{s:{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}, s:{s:O?, s:o}, s:{s:O?, s:o}}",
-                         "metadata", "name", json_object_get(meta, "name"), "namespace",
-                         json_object_get(meta, "namespace"), "uid", json_object_get(meta, "uid"),
-                         "resourceVersion", json_object_get(meta, "resourceVersion"), "labels",
-                         json_object_get(meta, "labels"), "deletionTimestamp",
-                         json_object_get(meta, "deletionTimestamp"), "spec", "nodeName",
-                         json_object_get(spec, "nodeName"), "containers", containers, "status",
-                         "phase", json_object_get(st, "phase"), "containerStatuses", statuses);
+        json_array_foreach(json_object_get(spec, "containers"), i, c)
+        {
+                json_array_append_new(containers,
+                                      json_pack("{s:O?}", "name", json_object_get(c, "name")));
+        }
+        return json_pack(
+            "{s:{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}, s:{s:O?, s:o}, s:{s:O?, s:O?, s:o, s:o}}",
+            "metadata", "name", json_object_get(meta, "name"), "namespace",
+            json_object_get(meta, "namespace"), "uid", json_object_get(meta, "uid"),
+            "resourceVersion", json_object_get(meta, "resourceVersion"), "labels",
+            json_object_get(meta, "labels"), "deletionTimestamp",
+            json_object_get(meta, "deletionTimestamp"), "spec", "nodeName",
+            json_object_get(spec, "nodeName"), "containers", containers, "status", "phase",
+            json_object_get(st, "phase"), "message", json_object_get(st, "message"),
+            "containerStatuses", slim_statuses(json_object_get(st, "containerStatuses")),
+            "initContainerStatuses", slim_statuses(json_object_get(st, "initContainerStatuses")));
 }
 
 /* ---- workers ----------------------------------------------------------------------------- */
@@ -149,22 +199,24 @@ static void process(kyb_operator *op, const char *key)
 {
         _cleanup_error_ kyb_error *err = NULL;
         uint64_t requeue = 0;
-        int rc = ckpt_reconcile(op, key, &requeue, &err);
+        int rc = !strncmp(key, OP_KIND_RSTR, strlen(OP_KIND_RSTR))
+                     ? rstr_reconcile(op, key + strlen(OP_KIND_RSTR), &requeue, &err)
+                     : ckpt_reconcile(op, key + strlen(OP_KIND_CKPT), &requeue, &err);
 
         if (rc < 0) {
                 kyb_metric_add(op->reconciles, rc == -ESTALE ? "conflict" : "error", 1);
                 /* Conflicts are routine (the agent writes status too). */
                 if (rc == -ESTALE)
-                        kyb_log_debug("checkpointrequest %s: %s", key, kyb_error_message(err));
+                        kyb_log_debug("%s: %s", key, kyb_error_message(err));
                 else
-                        kyb_log_error_ctx(err, "checkpointrequest %s", key);
-                kyb_workqueue_add_rate_limited(op->ckpt_q, key);
+                        kyb_log_error_ctx(err, "%s", key);
+                kyb_workqueue_add_rate_limited(op->q, key);
                 return;
         }
         kyb_metric_add(op->reconciles, "ok", 1);
-        kyb_workqueue_forget(op->ckpt_q, key);
+        kyb_workqueue_forget(op->q, key);
         if (requeue)
-                kyb_workqueue_add_after(op->ckpt_q, key, requeue);
+                kyb_workqueue_add_after(op->q, key, requeue);
 }
 
 /* Followers keep their caches warm but never act. */
@@ -187,10 +239,10 @@ static void *worker(void *arg)
 
         if (!wait_leading(op))
                 return NULL;
-        while (kyb_workqueue_get(op->ckpt_q, &key) == 0) {
+        while (kyb_workqueue_get(op->q, &key) == 0) {
                 process(op, key);
-                kyb_workqueue_done(op->ckpt_q, key);
-                kyb_metric_set(op->queue_depth, NULL, (double)kyb_workqueue_len(op->ckpt_q));
+                kyb_workqueue_done(op->q, key);
+                kyb_metric_set(op->queue_depth, NULL, (double)kyb_workqueue_len(op->q));
                 free(key);
         }
         return NULL;
@@ -213,6 +265,7 @@ static int start_workers(kyb_operator *op)
 static void begin_leading(kyb_operator *op)
 {
         _cleanup_json_ json_t *all = kyb_kube_informer_list(op->requests);
+        _cleanup_json_ json_t *restores = kyb_kube_informer_list(op->restores);
         json_t *obj;
         size_t i;
 
@@ -222,13 +275,8 @@ static void begin_leading(kyb_operator *op)
         pthread_mutex_unlock(&op->mu);
         kyb_metric_set(op->leading_gauge, NULL, 1);
         /* Level-triggered: look at everything once. */
-        json_array_foreach(all, i, obj)
-        {
-                _cleanup_free_ char *key = kyb_kube_key(obj);
-
-                if (key)
-                        kyb_workqueue_add(op->ckpt_q, key);
-        }
+        json_array_foreach(all, i, obj) enqueue(op, OP_KIND_CKPT, obj);
+        json_array_foreach(restores, i, obj) enqueue(op, OP_KIND_RSTR, obj);
 }
 
 static void on_started(void *ctx)
@@ -297,9 +345,15 @@ static int setup_informers(kyb_operator *op, kyb_error **err)
             .transform = slim_pod,
             .handlers = {on_pod_change, on_pod_update, on_pod_change, op},
         };
+        kyb_kube_informer_opts so = {
+            .resource = &KYB_KUBE_RESTORE_REQUESTS,
+            .ns = op->cfg.watch_namespace,
+            .handlers = {on_rstr_add, on_rstr_update, NULL, op},
+        };
         int rc;
 
         if ((rc = kyb_kube_informer_new(op->c, &ro, &op->requests, err)) < 0 ||
+            (rc = kyb_kube_informer_new(op->c, &so, &op->restores, err)) < 0 ||
             (rc = kyb_kube_informer_new(op->c, &po, &op->pods, err)) < 0)
                 return rc;
         return 0;
@@ -318,9 +372,9 @@ int kyb_operator_new(const kyb_operator_config *cfg, kyb_operator **out, kyb_err
         pthread_mutex_init(&op->index_mu, NULL);
         pthread_cond_init(&op->cv, NULL);
         op->by_pod = json_object();
-        op->ckpt_q =
+        op->q =
             kyb_workqueue_new(&(kyb_workqueue_opts){.base_delay_ms = 50, .max_delay_ms = 30000});
-        if (!op->by_pod || !op->ckpt_q)
+        if (!op->by_pod || !op->q)
                 rc = kyb_error_set(err, ENOMEM, "operator");
         else if ((rc = kyb_kube_config_load(cfg->kubeconfig, cfg->context, &op->kcfg, err)) >= 0 &&
                  (rc = kyb_kube_client_new(op->kcfg, &co, &op->c, err)) >= 0 &&
@@ -367,9 +421,11 @@ int kyb_operator_run(kyb_operator *op, kyb_error **err)
         int rc;
 
         if ((rc = kyb_kube_informer_start(op->requests, err)) < 0 ||
+            (rc = kyb_kube_informer_start(op->restores, err)) < 0 ||
             (rc = kyb_kube_informer_start(op->pods, err)) < 0)
                 return rc;
         if (!kyb_kube_informer_wait_synced(op->requests, 60000) ||
+            !kyb_kube_informer_wait_synced(op->restores, 60000) ||
             !kyb_kube_informer_wait_synced(op->pods, 60000))
                 return kyb_error_setf(err, ETIMEDOUT,
                                       "caches not synced within 60 s: is the API server reachable "
@@ -405,19 +461,20 @@ void kyb_operator_free(kyb_operator *op)
         if (!op)
                 return;
         /* Workers finish their current key; then the lease is released. */
-        if (op->ckpt_q)
-                kyb_workqueue_shutdown(op->ckpt_q);
+        if (op->q)
+                kyb_workqueue_shutdown(op->q);
         for (size_t i = 0; i < op->n_workers; i++)
                 pthread_join(op->workers[i], NULL);
         free(op->workers);
         kyb_kube_leader_free(op->leader);
         kyb_kube_informer_free(op->requests);
+        kyb_kube_informer_free(op->restores);
         kyb_kube_informer_free(op->pods);
         kyb_http_stop(op->http);
         kyb_metrics_free(op->metrics);
         kyb_kube_client_free(op->c);
         kyb_kube_config_free(op->kcfg);
-        kyb_workqueue_free(op->ckpt_q);
+        kyb_workqueue_free(op->q);
         json_decref(op->by_pod);
         pthread_cond_destroy(&op->cv);
         pthread_mutex_destroy(&op->mu);

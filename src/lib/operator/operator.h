@@ -30,6 +30,7 @@ typedef struct kyb_operator_config {
         int64_t workers;
         int64_t pod_wait_ms;        /* a request's pod may appear this late */
         int64_t request_timeout_ms; /* a request not finished by then fails */
+        char *sidecar_image;        /* the fetch init container of restore pods */
         char *log_level, *log_format;
 } kyb_operator_config;
 
