@@ -30,7 +30,7 @@ class Operator:
         self.log = tmp_path / f"{name}-{time.monotonic_ns()}.log"
         argv = [str(build_dir / "cmd/kybernate-operator"), f"--kubeconfig={kube.kubeconfig}",
                 "--metrics-address=127.0.0.1:0", "--lease-namespace", NS,
-                "--pod-wait", "3s", "--log-level", "debug", *map(str, extra)]
+                "--pod-wait", "3s", "--log-level", "trace", *map(str, extra)]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
                                      stderr=open(self.log, "w"))
 
@@ -130,9 +130,15 @@ def condition(obj, type_):
     return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
 
 
-def events_for(core, name, ns=NS):
-    evs = core.list_namespaced_event(ns).items
-    return [e for e in evs if e.involved_object.name == name]
+def events_for(core, name, ns=NS, reason=None, timeout=10):
+    """The Events about NAME; with REASON, waits until one with it exists
+    (Events are written just after the status they report)."""
+    end = time.monotonic() + timeout
+    while True:
+        evs = [e for e in core.list_namespaced_event(ns).items if e.involved_object.name == name]
+        if reason is None or any(e.reason == reason for e in evs) or time.monotonic() > end:
+            return evs
+        time.sleep(0.1)
 
 
 def kubectl(kube, *args):
@@ -181,7 +187,7 @@ spec:
                                                        "checkpointrequests", req, obj)
     time.sleep(1)
     assert get_request(custom, req)["status"]["phase"] == "Succeeded"
-    reasons = [e.reason for e in events_for(core, req)]
+    reasons = [e.reason for e in events_for(core, req, reason="Scheduled")]
     assert reasons.count("Scheduled") == 1, reasons
 
 
@@ -206,7 +212,7 @@ def test_unknown_pod_fails_with_reason(operator, k8s):
     ready = condition(obj, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "PodNotFound")
     assert obj["status"]["completionTime"]
-    ev = [e for e in events_for(core, req) if e.reason == "PodNotFound"]
+    ev = [e for e in events_for(core, req, reason="PodNotFound") if e.reason == "PodNotFound"]
     assert len(ev) == 1 and ev[0].type == "Warning"
 
 
@@ -307,7 +313,7 @@ def test_leader_failover_processes_each_request_once(build_dir, kube, k8s, tmp_p
         wait_phase(custom, reqs[2], "Scheduled", timeout=10, ns=ns)
         time.sleep(1)
         for r in reqs:
-            reasons = [e.reason for e in events_for(core, r, ns)]
+            reasons = [e.reason for e in events_for(core, r, ns, reason="Scheduled")]
             assert reasons.count("Scheduled") == 1, (r, reasons)
         assert b.stop() == 0, b.text()
     finally:
@@ -422,7 +428,7 @@ def test_restore_lifecycle(operator, k8s):
     conds = {c["type"]: c["status"] for c in obj["status"]["conditions"]}
     assert conds == {"Scheduled": "True", "Fetched": "True", "Restored": "True", "Ready": "True"}
     assert obj["status"]["nodeName"] == "node-a" and obj["status"]["completionTime"]
-    reasons = [e.reason for e in events_for(core, rst)]
+    reasons = [e.reason for e in events_for(core, rst, reason="PodCreated")]
     assert reasons.count("PodCreated") == 1, reasons
 
 
@@ -485,3 +491,160 @@ def test_restore_bad_sources(operator, k8s):
     make_restore(custom, c, source={"checkpointRequestName": req}, podTemplate={"name": taken})
     oc = wait_restore(custom, c, "Failed")
     assert oc["status"]["message"] == f"pod {taken} already exists"
+
+
+# ---- CheckpointPolicy -------------------------------------------------------------
+
+
+def make_policy(custom, name, app, artifacts, **extra):
+    spec = {"selector": {"matchLabels": {"app": app}},
+            "triggers": {"schedule": {"intervalSeconds": 60}},
+            "retention": {"maxCount": 1},
+            "storage": {"uri": f"file://{artifacts}"},
+            "defaultOptions": {"leaveRunning": True}}
+    spec.update(extra)
+    return custom.create_namespaced_custom_object(
+        "kybernate.io", "v1alpha1", NS, "checkpointpolicies",
+        {"apiVersion": "kybernate.io/v1alpha1", "kind": "CheckpointPolicy",
+         "metadata": {"name": name}, "spec": spec})
+
+
+def get_policy(custom, name):
+    return custom.get_namespaced_custom_object("kybernate.io", "v1alpha1", NS,
+                                               "checkpointpolicies", name)
+
+
+def policy_requests(custom, name):
+    items = custom.list_namespaced_custom_object(
+        "kybernate.io", "v1alpha1", NS, "checkpointrequests",
+        label_selector=f"kybernate.io/policy={name}")["items"]
+    return sorted(items, key=lambda r: r["metadata"]["creationTimestamp"])
+
+
+def wait_for(pred, timeout=20, what="condition"):
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        assert time.monotonic() < end, \
+            f"timed out waiting for {what() if callable(what) else what}"
+        time.sleep(0.2)
+
+
+def on_conflict_retry(fn, attempts=20):
+    """Writes racing the operator's status writes: read again and retry."""
+    from kubernetes.client.rest import ApiException
+    for i in range(attempts):
+        try:
+            return fn()
+        except ApiException as e:
+            if e.status != 409 or i == attempts - 1:
+                raise
+            time.sleep(0.1)
+
+
+def finish(custom, req, artifacts, size=100):
+    """The node side of a policy's request: Scheduled -> Succeeded with an
+    archive on the shared volume."""
+    name = req["metadata"]["name"]
+    wait_phase(custom, name, "Scheduled")
+
+    def write():
+        obj = get_request(custom, name)
+        path = artifacts / f"{obj['status']['checkpointID']}.tar.zst"
+        path.write_bytes(b"z" * size)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        obj["status"].update({"phase": "Succeeded", "artifactURI": f"file://{path}",
+                              "archiveSHA256": "0" * 64, "archiveBytes": size,
+                              "completionTime": now})
+        custom.replace_namespaced_custom_object_status("kybernate.io", "v1alpha1", NS,
+                                                       "checkpointrequests", name, obj)
+        return path
+    path = on_conflict_retry(write)
+    return path
+
+
+def fast_forward(custom, name, seconds=59):
+    """Simulated time: pretend the last run was SECONDS ago."""
+    def write():
+        pol = get_policy(custom, name)
+        past = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds))
+        pol["status"]["lastRunTime"] = past
+        custom.replace_namespaced_custom_object_status("kybernate.io", "v1alpha1", NS,
+                                                       "checkpointpolicies", name, pol)
+    on_conflict_retry(write)
+
+
+def test_policy_schedule_retention_suspend_delete(operator, k8s, tmp_path):
+    core, custom = k8s
+    app, pol = unique("app"), unique("pol")
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    pods = [unique("p"), unique("p")]
+    for p in pods:
+        make_pod(core, p)
+        core.patch_namespaced_pod(p, NS, {"metadata": {"labels": {"app": app}}})
+    make_pod(core, unique("other"))  # not selected
+    make_policy(custom, pol, app, artifacts)
+
+    # first run at once: one request per matching pod
+    first = wait_for(lambda: len(policy_requests(custom, pol)) == 2 and
+                     policy_requests(custom, pol),
+                     what=lambda: f"first run: {get_policy(custom, pol).get('status')}")
+    assert sorted(r["spec"]["podName"] for r in first) == sorted(pods)
+    r0 = first[0]
+    assert r0["spec"]["policyRef"] == {"name": pol}
+    assert r0["spec"]["options"]["leaveRunning"] is True
+    assert r0["spec"]["storage"]["uri"] == f"file://{artifacts}"
+    st = wait_for(lambda: get_policy(custom, pol).get("status", {}).get("matchedPods") == 2 and
+                  get_policy(custom, pol)["status"], what="policy status")
+    assert st["lastRunTime"] and st["nextRunTime"] > st["lastRunTime"]
+    assert st["lastRequestName"] in [r["metadata"]["name"] for r in first]
+    conds = {c["type"]: c["status"] for c in st["conditions"]}
+    assert conds == {"Ready": "True", "Suspended": "False"}
+
+    old_paths = [finish(custom, r, artifacts) for r in first]
+    fast_forward(custom, pol)
+    second = wait_for(lambda: len(policy_requests(custom, pol)) == 4 and
+                      policy_requests(custom, pol), what="second run")
+    new = [r for r in second if r["metadata"]["name"] not in
+           {x["metadata"]["name"] for x in first}]
+    assert sorted(r["spec"]["podName"] for r in new) == sorted(pods)
+    assert all(p.exists() for p in old_paths)  # the newest of each pod stays
+
+    # a due run skips pods whose request is still running
+    fast_forward(custom, pol)
+    time.sleep(3)
+    assert len(policy_requests(custom, pol)) == 4
+
+    # suspend: due runs create nothing
+    on_conflict_retry(lambda: custom.patch_namespaced_custom_object(
+        "kybernate.io", "v1alpha1", NS, "checkpointpolicies", pol, {"spec": {"suspend": True}}))
+    st = wait_for(lambda: any(c["type"] == "Suspended" and c["status"] == "True"
+                              for c in get_policy(custom, pol)["status"]["conditions"]) and
+                  get_policy(custom, pol)["status"], what="suspended")
+    assert "nextRunTime" not in st
+
+    # retention (maxCount 1) still applies: the first run's requests and archives go
+    new_paths = [finish(custom, r, artifacts) for r in new]
+    wait_for(lambda: {r["metadata"]["name"] for r in policy_requests(custom, pol)} ==
+             {r["metadata"]["name"] for r in new}, what="retention")
+    assert not any(p.exists() for p in old_paths) and all(p.exists() for p in new_paths)
+    st = wait_for(lambda: get_policy(custom, pol)["status"].get("liveCheckpoints") == 2 and
+                  get_policy(custom, pol)["status"], what="live count")
+    assert st["totalBytes"] == 200 and st["lastSuccessTime"]
+    wait_for(lambda: [e.reason for e in events_for(core, pol)].count("RetentionDeleted") == 2,
+             what="two RetentionDeleted events")
+    fast_forward(custom, pol, seconds=120)
+    time.sleep(3)
+    assert len(policy_requests(custom, pol)) == 2
+
+    # deleting the policy stops its schedule: due in 3 s, resumed, deleted at once
+    fast_forward(custom, pol, seconds=57)
+    on_conflict_retry(lambda: custom.patch_namespaced_custom_object(
+        "kybernate.io", "v1alpha1", NS, "checkpointpolicies", pol, {"spec": {"suspend": False}}))
+    custom.delete_namespaced_custom_object("kybernate.io", "v1alpha1", NS,
+                                           "checkpointpolicies", pol)
+    time.sleep(5)
+    assert len(policy_requests(custom, pol)) == 2

@@ -26,12 +26,13 @@
 /* Work queue keys carry their kind: "ckpt:ns/name", "rstr:ns/name". */
 #define OP_KIND_CKPT "ckpt:"
 #define OP_KIND_RSTR "rstr:"
+#define OP_KIND_POL  "pol:"
 
 struct kyb_operator {
         kyb_operator_config cfg;
         kyb_kube_config *kcfg;
         kyb_kube_client *c;
-        kyb_kube_informer *requests, *restores, *pods;
+        kyb_kube_informer *requests, *restores, *policies, *pods;
         kyb_workqueue *q;
         kyb_kube_leader *leader;
 
@@ -49,6 +50,9 @@ struct kyb_operator {
         pthread_t *workers;
         size_t n_workers;
 };
+
+/* policy-controller.c */
+int pol_reconcile(kyb_operator *op, const char *key, uint64_t *requeue_ms, kyb_error **err);
 
 /* restore-controller.c */
 int rstr_reconcile(kyb_operator *op, const char *key, uint64_t *requeue_ms, kyb_error **err);

@@ -95,10 +95,37 @@ static void enqueue(kyb_operator *op, const char *kind, const json_t *obj)
                 kyb_workqueue_add(op->q, key);
 }
 
+/* A request's progress changes its policy's retention and status. */
+static void wake_policy(kyb_operator *op, const json_t *req)
+{
+        const char *pol = json_string_value(
+            json_object_get(json_object_get(json_object_get(req, "spec"), "policyRef"), "name"));
+        _cleanup_free_ char *key = NULL;
+
+        if (pol &&
+            asprintf(&key, "%s%s/%s", OP_KIND_POL, kyb_kube_meta(req, "namespace"), pol) >= 0)
+                kyb_workqueue_add(op->q, key);
+}
+
+/* Pods coming and going change what policies of their namespace match. */
+static void wake_policies_of(kyb_operator *op, const char *ns)
+{
+        _cleanup_json_ json_t *all = kyb_kube_informer_list(op->policies);
+        json_t *pol;
+        size_t i;
+
+        json_array_foreach(all, i, pol)
+        {
+                if (ns && !strcmp(kyb_kube_meta(pol, "namespace") ?: "", ns))
+                        enqueue(op, OP_KIND_POL, pol);
+        }
+}
+
 static void on_req_add(void *ctx, json_t *obj)
 {
         index_request(ctx, obj, true);
         enqueue(ctx, OP_KIND_CKPT, obj);
+        wake_policy(ctx, obj);
 }
 
 static void on_req_update(void *ctx, json_t *old, json_t *obj)
@@ -114,6 +141,17 @@ static void on_req_delete(void *ctx, json_t *obj)
         index_request(op, obj, false);
         if (key)
                 kyb_workqueue_forget(op->q, key);
+        wake_policy(op, obj);
+}
+
+static void on_pol_add(void *ctx, json_t *obj)
+{
+        enqueue(ctx, OP_KIND_POL, obj);
+}
+
+static void on_pol_update(void *ctx, json_t *old, json_t *obj)
+{
+        enqueue(ctx, OP_KIND_POL, obj);
 }
 
 static void on_rstr_add(void *ctx, json_t *obj)
@@ -148,7 +186,25 @@ static void on_pod_change(void *ctx, json_t *pod)
 
 static void on_pod_update(void *ctx, json_t *old, json_t *pod)
 {
+        const char *was =
+            json_string_value(json_object_get(json_object_get(old, "status"), "phase"));
+        const char *is =
+            json_string_value(json_object_get(json_object_get(pod, "status"), "phase"));
+
+        const json_t *old_labels = json_object_get(json_object_get(old, "metadata"), "labels");
+        const json_t *labels = json_object_get(json_object_get(pod, "metadata"), "labels");
+
         on_pod_change(ctx, pod);
+        /* What a policy matches depends on phase and labels only. */
+        if ((was == NULL) != (is == NULL) || (was && is && strcmp(was, is)) ||
+            !json_equal(old_labels, labels))
+                wake_policies_of(ctx, kyb_kube_meta(pod, "namespace"));
+}
+
+static void on_pod_add(void *ctx, json_t *pod)
+{
+        on_pod_change(ctx, pod);
+        wake_policies_of(ctx, kyb_kube_meta(pod, "namespace"));
 }
 
 static json_t *slim_statuses(const json_t *list)
@@ -158,7 +214,7 @@ static json_t *slim_statuses(const json_t *list)
 
         json_array_foreach(list, i, c)
         {
-                json_array_append_new(out, json_pack("{s:O?, s:O?, s:O?}", "name",
+                json_array_append_new(out, json_pack("{s:O*, s:O*, s:O*}", "name",
                                                      json_object_get(c, "name"), "containerID",
                                                      json_object_get(c, "containerID"), "state",
                                                      json_object_get(c, "state")));
@@ -178,10 +234,10 @@ static json_t *slim_pod(const json_t *pod)
         json_array_foreach(json_object_get(spec, "containers"), i, c)
         {
                 json_array_append_new(containers,
-                                      json_pack("{s:O?}", "name", json_object_get(c, "name")));
+                                      json_pack("{s:O*}", "name", json_object_get(c, "name")));
         }
         return json_pack(
-            "{s:{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}, s:{s:O?, s:o}, s:{s:O?, s:O?, s:o, s:o}}",
+            "{s:{s:O*, s:O*, s:O*, s:O*, s:O*, s:O*}, s:{s:O*, s:o}, s:{s:O*, s:O*, s:o, s:o}}",
             "metadata", "name", json_object_get(meta, "name"), "namespace",
             json_object_get(meta, "namespace"), "uid", json_object_get(meta, "uid"),
             "resourceVersion", json_object_get(meta, "resourceVersion"), "labels",
@@ -199,9 +255,15 @@ static void process(kyb_operator *op, const char *key)
 {
         _cleanup_error_ kyb_error *err = NULL;
         uint64_t requeue = 0;
-        int rc = !strncmp(key, OP_KIND_RSTR, strlen(OP_KIND_RSTR))
-                     ? rstr_reconcile(op, key + strlen(OP_KIND_RSTR), &requeue, &err)
-                     : ckpt_reconcile(op, key + strlen(OP_KIND_CKPT), &requeue, &err);
+        int rc;
+
+        kyb_log_trace("reconcile %s", key);
+        if (!strncmp(key, OP_KIND_RSTR, strlen(OP_KIND_RSTR)))
+                rc = rstr_reconcile(op, key + strlen(OP_KIND_RSTR), &requeue, &err);
+        else if (!strncmp(key, OP_KIND_POL, strlen(OP_KIND_POL)))
+                rc = pol_reconcile(op, key + strlen(OP_KIND_POL), &requeue, &err);
+        else
+                rc = ckpt_reconcile(op, key + strlen(OP_KIND_CKPT), &requeue, &err);
 
         if (rc < 0) {
                 kyb_metric_add(op->reconciles, rc == -ESTALE ? "conflict" : "error", 1);
@@ -266,6 +328,7 @@ static void begin_leading(kyb_operator *op)
 {
         _cleanup_json_ json_t *all = kyb_kube_informer_list(op->requests);
         _cleanup_json_ json_t *restores = kyb_kube_informer_list(op->restores);
+        _cleanup_json_ json_t *policies = kyb_kube_informer_list(op->policies);
         json_t *obj;
         size_t i;
 
@@ -277,6 +340,7 @@ static void begin_leading(kyb_operator *op)
         /* Level-triggered: look at everything once. */
         json_array_foreach(all, i, obj) enqueue(op, OP_KIND_CKPT, obj);
         json_array_foreach(restores, i, obj) enqueue(op, OP_KIND_RSTR, obj);
+        json_array_foreach(policies, i, obj) enqueue(op, OP_KIND_POL, obj);
 }
 
 static void on_started(void *ctx)
@@ -343,16 +407,22 @@ static int setup_informers(kyb_operator *op, kyb_error **err)
             .resource = &KYB_KUBE_PODS,
             .ns = op->cfg.watch_namespace,
             .transform = slim_pod,
-            .handlers = {on_pod_change, on_pod_update, on_pod_change, op},
+            .handlers = {on_pod_add, on_pod_update, on_pod_add, op},
         };
         kyb_kube_informer_opts so = {
             .resource = &KYB_KUBE_RESTORE_REQUESTS,
             .ns = op->cfg.watch_namespace,
             .handlers = {on_rstr_add, on_rstr_update, NULL, op},
         };
+        kyb_kube_informer_opts pol = {
+            .resource = &KYB_KUBE_CHECKPOINT_POLICIES,
+            .ns = op->cfg.watch_namespace,
+            .handlers = {on_pol_add, on_pol_update, NULL, op},
+        };
         int rc;
 
-        if ((rc = kyb_kube_informer_new(op->c, &ro, &op->requests, err)) < 0 ||
+        if ((rc = kyb_kube_informer_new(op->c, &pol, &op->policies, err)) < 0 ||
+            (rc = kyb_kube_informer_new(op->c, &ro, &op->requests, err)) < 0 ||
             (rc = kyb_kube_informer_new(op->c, &so, &op->restores, err)) < 0 ||
             (rc = kyb_kube_informer_new(op->c, &po, &op->pods, err)) < 0)
                 return rc;
@@ -422,10 +492,12 @@ int kyb_operator_run(kyb_operator *op, kyb_error **err)
 
         if ((rc = kyb_kube_informer_start(op->requests, err)) < 0 ||
             (rc = kyb_kube_informer_start(op->restores, err)) < 0 ||
+            (rc = kyb_kube_informer_start(op->policies, err)) < 0 ||
             (rc = kyb_kube_informer_start(op->pods, err)) < 0)
                 return rc;
         if (!kyb_kube_informer_wait_synced(op->requests, 60000) ||
             !kyb_kube_informer_wait_synced(op->restores, 60000) ||
+            !kyb_kube_informer_wait_synced(op->policies, 60000) ||
             !kyb_kube_informer_wait_synced(op->pods, 60000))
                 return kyb_error_setf(err, ETIMEDOUT,
                                       "caches not synced within 60 s: is the API server reachable "
@@ -469,6 +541,7 @@ void kyb_operator_free(kyb_operator *op)
         kyb_kube_leader_free(op->leader);
         kyb_kube_informer_free(op->requests);
         kyb_kube_informer_free(op->restores);
+        kyb_kube_informer_free(op->policies);
         kyb_kube_informer_free(op->pods);
         kyb_http_stop(op->http);
         kyb_metrics_free(op->metrics);

@@ -65,8 +65,7 @@ static void event(rctx *r, const char *type, const char *reason, const char *msg
         kyb_kube_event(r->op->c, r->req, type, reason, KYB_COMPONENT, msg, NULL);
 }
 
-static int fail(rctx *r, const char *reason, kyb_error **err, const char *fmt, ...)
-    _printf_(4, 5);
+static int fail(rctx *r, const char *reason, kyb_error **err, const char *fmt, ...) _printf_(4, 5);
 
 static int fail(rctx *r, const char *reason, kyb_error **err, const char *fmt, ...)
 {
@@ -82,7 +81,8 @@ static int fail(rctx *r, const char *reason, kyb_error **err, const char *fmt, .
         json_object_set_new(r->status, "phase", json_string("Failed"));
         json_object_set_new(r->status, "message", json_string(msg));
         set_time(r->status, "completionTime", r->now);
-        kyb_kube_set_condition(r->status, "Ready", "False", reason, msg, generation(r->req), r->now);
+        kyb_kube_set_condition(r->status, "Ready", "False", reason, msg, generation(r->req),
+                               r->now);
         if ((rc = write_status(r, err)) < 0)
                 return rc;
         kyb_log_info("restorerequest %s/%s failed: %s: %s", r->ns, r->name, reason, msg);
@@ -98,8 +98,8 @@ static json_t *fetch_container(const rctx *r, const json_t *spec, const char *ur
                                const char *secret)
 {
         _cleanup_free_ char *src = NULL, *dest = NULL;
-        json_t *mounts = json_pack("[{s:s, s:s}]", "name", "kybernate-restore", "mountPath",
-                                   KYB_RESTORE_DIR);
+        json_t *mounts =
+            json_pack("[{s:s, s:s}]", "name", "kybernate-restore", "mountPath", KYB_RESTORE_DIR);
         json_t *c, *m, *args;
         size_t i;
 
@@ -120,7 +120,8 @@ static json_t *fetch_container(const rctx *r, const json_t *spec, const char *ur
                 return NULL;
         args = json_pack("[s, s, s, s]", "fetch", src, dest, "--metrics-address=");
         if (secret)
-                json_array_append_new(args, json_string("--credentials-dir=/etc/kybernate/storage"));
+                json_array_append_new(args,
+                                      json_string("--credentials-dir=/etc/kybernate/storage"));
         return json_pack("{s:s, s:s, s:o, s:o}", "name", KYB_FETCH_NAME, "image",
                          r->op->cfg.sidecar_image, "args", args, "volumeMounts", mounts);
 }
@@ -134,17 +135,17 @@ static void add_volumes(json_t *spec, const rctx *r, const char *pod, const char
                 json_object_set_new(spec, "volumes", vols = json_array());
         if (asprintf(&path, "%s/%s/%s", KYB_RESTORE_DIR, r->ns, pod) >= 0)
                 json_array_append_new(vols, json_pack("{s:s, s:{s:s, s:s}}", "name",
-                                                      "kybernate-restore", "hostPath", "path",
-                                                      path, "type", "DirectoryOrCreate"));
+                                                      "kybernate-restore", "hostPath", "path", path,
+                                                      "type", "DirectoryOrCreate"));
         /* The Secret's AWS_* keys become the files the sidecar reads. */
         if (secret)
                 json_array_append_new(
-                    vols, json_pack("{s:s, s:{s:s, s:i, s:[{s:s, s:s}, {s:s, s:s}, {s:s, s:s}]}}",
-                                    "name", "kybernate-storage", "secret", "secretName", secret,
-                                    "defaultMode", 0400, "items", "key", "AWS_ACCESS_KEY_ID",
-                                    "path", "access-key-id", "key", "AWS_SECRET_ACCESS_KEY",
-                                    "path", "secret-access-key", "key", "AWS_SESSION_TOKEN",
-                                    "path", "session-token"));
+                    vols,
+                    json_pack("{s:s, s:{s:s, s:i, s:[{s:s, s:s}, {s:s, s:s}, {s:s, s:s}]}}", "name",
+                              "kybernate-storage", "secret", "secretName", secret, "defaultMode",
+                              0400, "items", "key", "AWS_ACCESS_KEY_ID", "path", "access-key-id",
+                              "key", "AWS_SECRET_ACCESS_KEY", "path", "secret-access-key", "key",
+                              "AWS_SESSION_TOKEN", "path", "session-token"));
 }
 
 static json_t *merged(const json_t *base, const json_t *extra)
@@ -156,10 +157,10 @@ static json_t *merged(const json_t *base, const json_t *extra)
         return m;
 }
 
-static json_t *restore_pod(const rctx *r, const json_t *ckpt, const char *pod_name,
-                           json_t *spec)
+static json_t *restore_pod(const rctx *r, const json_t *ckpt, const char *pod_name, json_t *spec)
 {
-        const json_t *cst = json_object_get(ckpt, "status"), *tmpl = json_object_get(spec_of(r->req), "podTemplate");
+        const json_t *cst = json_object_get(ckpt, "status"),
+                     *tmpl = json_object_get(spec_of(r->req), "podTemplate");
         const json_t *storage = json_object_get(spec_of(ckpt), "storage");
         const char *secret = sget(json_object_get(storage, "secretRef"), "name");
         const char *policy = sget(json_object_get(spec_of(r->req), "gpuMapping"), "policy");
@@ -168,8 +169,7 @@ static json_t *restore_pod(const rctx *r, const json_t *ckpt, const char *pod_na
 
         if (!json_is_array(init))
                 json_object_set_new(spec, "initContainers", init = json_array());
-        json_array_insert_new(init, 0,
-                              fetch_container(r, spec, sget(cst, "artifactURI"), secret));
+        json_array_insert_new(init, 0, fetch_container(r, spec, sget(cst, "artifactURI"), secret));
         add_volumes(spec, r, pod_name, secret);
         json_object_set_new(spec, "runtimeClassName", json_string("kybernate"));
         /* SameUUID: only the very GPUs, i.e. the node, of the checkpoint. */
@@ -184,8 +184,8 @@ static json_t *restore_pod(const rctx *r, const json_t *ckpt, const char *pod_na
         json_object_set_new(annots, KYB_ANNOT_CKPT_ID, json_string(sget(cst, "checkpointID")));
         json_object_set_new(annots, KYB_ANNOT_GPU_MAP, json_string(policy ? policy : "SameModel"));
         return json_pack("{s:s, s:s, s:{s:s, s:s, s:o, s:o}, s:O}", "apiVersion", "v1", "kind",
-                         "Pod", "metadata", "name", pod_name, "namespace", r->ns, "labels",
-                         labels, "annotations", annots, "spec", spec);
+                         "Pod", "metadata", "name", pod_name, "namespace", r->ns, "labels", labels,
+                         "annotations", annots, "spec", spec);
 }
 
 static char *pod_name_for(const rctx *r, const json_t *ckpt)
@@ -321,8 +321,8 @@ static bool all_running(const json_t *pod)
 static const char *observe(const json_t *pod, char **why)
 {
         const json_t *st = json_object_get(pod, "status");
-        const json_t *fetch = status_named(json_object_get(st, "initContainerStatuses"),
-                                           KYB_FETCH_NAME);
+        const json_t *fetch =
+            status_named(json_object_get(st, "initContainerStatuses"), KYB_FETCH_NAME);
         const json_t *term = json_object_get(json_object_get(fetch, "state"), "terminated");
         json_int_t code = json_integer_value(json_object_get(term, "exitCode"));
 

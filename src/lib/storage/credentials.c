@@ -152,3 +152,31 @@ int s3_credentials_load(const char *dir, s3_credentials *c, kyb_error **err)
                 s3_credentials_clear(c);
         return rc;
 }
+
+static int copy_value(const char *what, const char *v, char **out, kyb_error **err)
+{
+        int rc = check_value(what, v, err);
+
+        if (rc < 0)
+                return rc;
+        *out = strdup(v);
+        return *out ? 0 : kyb_error_set(err, ENOMEM, "credentials");
+}
+
+int s3_credentials_copy(const kyb_storage_credentials *in, s3_credentials *c, kyb_error **err)
+{
+        int rc;
+
+        *c = (s3_credentials){0};
+        if (!in->access_key_id || !in->secret_access_key)
+                return kyb_error_setf(err, EINVAL,
+                                      "credentials: access key ID and secret key are both needed");
+        if ((rc = copy_value("access key ID", in->access_key_id, &c->access_key, err)) >= 0 &&
+            (rc = copy_value("secret access key", in->secret_access_key, &c->secret_key, err)) >=
+                0 &&
+            in->session_token)
+                rc = copy_value("session token", in->session_token, &c->session_token, err);
+        if (rc < 0)
+                s3_credentials_clear(c);
+        return rc;
+}

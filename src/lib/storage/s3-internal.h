@@ -34,6 +34,8 @@ typedef struct s3_credentials {
 
 /* From dir (files access-key-id, secret-access-key, session-token) or the environment. */
 int s3_credentials_load(const char *dir, s3_credentials *c, kyb_error **err);
+/* Copies (and checks) credentials the caller holds in memory. */
+int s3_credentials_copy(const kyb_storage_credentials *in, s3_credentials *c, kyb_error **err);
 /* Wipes and frees. */
 void s3_credentials_clear(s3_credentials *c);
 

@@ -325,7 +325,8 @@ int storage_s3_open(kyb_storage *s, const kyb_storage_uri *u, const kyb_storage_
                 return kyb_error_set(err, ENOMEM, "S3");
         rc = configure(c, u, opts, err);
         if (rc >= 0)
-                rc = s3_credentials_load(opts->credentials_dir, &c->creds, err);
+                rc = opts->credentials ? s3_credentials_copy(opts->credentials, &c->creds, err)
+                                       : s3_credentials_load(opts->credentials_dir, &c->creds, err);
         if (rc < 0) {
                 client_free(c);
                 return rc;

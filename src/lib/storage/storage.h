@@ -81,18 +81,26 @@ int kyb_storage_check_key(const char *key, kyb_error **err);
 typedef void (*kyb_storage_progress_fn)(void *ctx, uint64_t bytes_stored);
 
 /* Zero values mean the defaults given. */
+/* S3 credentials held in memory (e.g. read from a Kubernetes Secret). */
+typedef struct kyb_storage_credentials {
+        const char *access_key_id;
+        const char *secret_access_key;
+        const char *session_token; /* NULL: none */
+} kyb_storage_credentials;
+
 typedef struct kyb_storage_opts {
         const char *endpoint;         /* S3 base URL; NULL: https://s3.<region>.amazonaws.com */
         const char *region;           /* NULL: us-east-1 */
         kyb_s3_addressing addressing; /* AUTO */
         const char *credentials_dir;  /* NULL: the AWS_* environment variables */
-        size_t part_size;             /* 16 MiB; at least 5 MiB */
-        unsigned max_parts_in_flight; /* 4: parts uploaded in parallel */
-        unsigned max_attempts;        /* 5: tries of one request (5xx, 429, timeouts, resets) */
-        unsigned retry_base_ms;       /* 200: first backoff; doubles per retry, full jitter */
-        unsigned retry_max_ms;        /* 10000: backoff ceiling */
-        unsigned connect_timeout_ms;  /* 10000 */
-        unsigned stall_timeout_s;     /* 60: a transfer moving no byte for this long fails */
+        const kyb_storage_credentials *credentials; /* wins over both when set */
+        size_t part_size;                           /* 16 MiB; at least 5 MiB */
+        unsigned max_parts_in_flight;               /* 4: parts uploaded in parallel */
+        unsigned max_attempts;       /* 5: tries of one request (5xx, 429, timeouts, resets) */
+        unsigned retry_base_ms;      /* 200: first backoff; doubles per retry, full jitter */
+        unsigned retry_max_ms;       /* 10000: backoff ceiling */
+        unsigned connect_timeout_ms; /* 10000 */
+        unsigned stall_timeout_s;    /* 60: a transfer moving no byte for this long fails */
         kyb_storage_progress_fn progress;
         void *progress_ctx;
 } kyb_storage_opts;
