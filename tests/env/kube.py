@@ -305,6 +305,22 @@ class KubeCluster:
         return self.write_kubeconfig(directory / "kubelet.kubeconfig",
                                      f"system:node:{node_name}", cert=crt, key=key)
 
+    def issue_service_account_credentials(self, namespace, name, directory):
+        """A client certificate for ServiceAccount NAMESPACE/NAME's user
+        (CN system:serviceaccount:NAMESPACE:NAME, O system:serviceaccounts
+        and system:serviceaccounts:NAMESPACE, the groups a token would
+        carry) and a kubeconfig using it; returns the kubeconfig path.
+        There is no token controller here: RBAC binds a ServiceAccount
+        subject by that user name, however it authenticated."""
+        user = f"system:serviceaccount:{namespace}:{name}"
+        crt, key = self.pki.issue(f"sa-{namespace}-{name}", user,
+                                  orgs=["system:serviceaccounts",
+                                        f"system:serviceaccounts:{namespace}"])
+        directory = pathlib.Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        return self.write_kubeconfig(directory / f"{namespace}-{name}.kubeconfig", user,
+                                     cert=crt, key=key)
+
     def wait_for(self, pred, timeout, what, interval=0.25):
         return wait_until(pred, timeout, what, interval=interval,
                           procs=[p for p in (self.apiserver, self.etcd) if p])
