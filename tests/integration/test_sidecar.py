@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 
 from env import s3 as s3env
+from env.common import free_port
 from test_storage_s3 import keys, make_checkpoint, noisy_checkpoint, tree
 
 MIB = 1 << 20
@@ -224,6 +225,32 @@ def test_s3_stopped_mid_upload_fails_cleanly(build_dir, tmp_path, wd):
         assert tree(src) == before
     finally:
         server.stop(strict=False)
+
+
+def test_failed_uploads_back_off_exponentially(build_dir, tmp_path, wd):
+    """Nothing listens at the endpoint: every try fails at once, and the waits
+    between tries double from --retry-interval up to --retry-max-interval,
+    each a random time between half and all of that (docs/storage.md)."""
+    port = free_port()
+    target = f"s3://kyb-sc-backoff/p?endpoint=http://127.0.0.1:{port}&path-style=true"
+    env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secret"}
+    w = Watcher(build_dir, tmp_path, wd, target, env, "--attempts", "1",
+                "--retry-interval", "200ms", "--retry-max-interval", "800ms")
+    try:
+        publish(wd, "ck", make_checkpoint, MIB)
+        end = time.monotonic() + 60
+        while len(re.findall(r"checkpoint ck \(retry in (\d+) ms\)", w.text())) < 6:
+            assert time.monotonic() < end, w.text()
+            assert w.proc.poll() is None, w.text()
+            time.sleep(0.05)
+        assert w.term() == 0
+    finally:
+        w.kill()
+    waits = [int(x) for x in re.findall(r"checkpoint ck \(retry in (\d+) ms\)", w.text())]
+    for n, got in enumerate(waits[:6], start=1):
+        ceiling = min(200 << (n - 1), 800)
+        assert ceiling // 2 <= got <= ceiling, (n, waits)
+    assert not (wd / "ck.upload.json").exists()
 
 
 def test_delete_after_upload_to_file_target(build_dir, tmp_path, wd):

@@ -30,9 +30,14 @@ typedef int (*kyb_archive_sink_fn)(void *ctx, const void *buf, size_t len, kyb_e
  * bytes, 0 at the end of the stream, or a negative errno. */
 typedef ssize_t (*kyb_archive_source_fn)(void *ctx, void *buf, size_t len, kyb_error **err);
 
+/* Defaults that bound the compressor's memory (docs/storage.md, "Memory"). */
+#define KYB_ARCHIVE_DEFAULT_MAX_THREADS 4
+#define KYB_ARCHIVE_DEFAULT_JOB_SIZE    ((size_t)1 << 20)
+
 typedef struct kyb_archive_write_opts {
         int level;        /* zstd level; 0: zstd's default (3); negative: fast levels */
-        unsigned threads; /* zstd worker threads; 0: one per online CPU */
+        unsigned threads; /* zstd worker threads; 0: one per online CPU, at most 4 */
+        size_t job_size;  /* bytes per zstd worker job (ZSTD_c_jobSize); 0: 1 MiB */
 } kyb_archive_write_opts;
 
 typedef struct kyb_archive_stats {

@@ -140,12 +140,12 @@ static json_t *new_request(const pctx *p, const char *pod, int64_t slot)
 
         snprintf(name, sizeof(name), "%.100s-%.100s-%lld", p->name, pod,
                  (long long)(slot / NS_PER_S));
-        req = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:O?, s:{s:s}, s:O}}",
-                        "apiVersion", "kybernate.io/v1alpha1", "kind", "CheckpointRequest",
-                        "metadata", "name", name, "namespace", p->ns, "labels", LABEL_POLICY,
-                        p->name, "spec", "podName", pod, "options",
-                        json_object_get(spec, "defaultOptions"), "policyRef", "name", p->name,
-                        "storage", json_object_get(spec, "storage"));
+        req =
+            json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:O?, s:{s:s}, s:O}}",
+                      "apiVersion", "kybernate.io/v1alpha1", "kind", "CheckpointRequest",
+                      "metadata", "name", name, "namespace", p->ns, "labels", LABEL_POLICY, p->name,
+                      "spec", "podName", pod, "options", json_object_get(spec, "defaultOptions"),
+                      "policyRef", "name", p->name, "storage", json_object_get(spec, "storage"));
         if (req && sget(spec, "containerName"))
                 json_object_set(json_object_get(req, "spec"), "containerName",
                                 json_object_get(spec, "containerName"));
@@ -169,8 +169,8 @@ static int run_schedule(pctx *p, const json_t *pods, int64_t slot, kyb_error **e
                         continue; /* the previous run of this pod is still going */
                 if (!(req = new_request(p, name, slot)))
                         return kyb_error_set(err, ENOMEM, "request");
-                rc = kyb_kube_create(p->op->c, &KYB_KUBE_CHECKPOINT_REQUESTS, p->ns, req, NULL,
-                                     err);
+                rc =
+                    kyb_kube_create(p->op->c, &KYB_KUBE_CHECKPOINT_REQUESTS, p->ns, req, NULL, err);
                 if (rc < 0 && rc != -EEXIST)
                         return kyb_error_wrap(err, rc, "creating a request for pod %s", name);
                 kyb_error_freep(err);
@@ -181,8 +181,8 @@ static int run_schedule(pctx *p, const json_t *pods, int64_t slot, kyb_error **e
         /* lastRunTime is when requests were last created: a run that found
          * nothing to do stays due until a pod matches or a request ends. */
         if (made) {
-                kyb_log_info("checkpointpolicy %s/%s: %d request(s) for slot %lld", p->ns,
-                             p->name, made, (long long)(slot / NS_PER_S));
+                kyb_log_info("checkpointpolicy %s/%s: %d request(s) for slot %lld", p->ns, p->name,
+                             made, (long long)(slot / NS_PER_S));
                 set_time(p->status, "lastRunTime", p->now);
         }
         return made;
@@ -258,8 +258,8 @@ static int delete_artifact(pctx *p, const char *uri, kyb_error **err)
         if (json_is_true(json_object_get(st, "forcePathStyle")))
                 o.addressing = KYB_S3_ADDRESSING_PATH;
         if (secret_name) {
-                if ((rc = kyb_kube_get(p->op->c, &(kyb_kube_resource){"", "v1", "secrets",
-                                                                       "Secret", true},
+                if ((rc = kyb_kube_get(p->op->c,
+                                       &(kyb_kube_resource){"", "v1", "secrets", "Secret", true},
                                        p->ns, secret_name, &secret, err)) < 0)
                         return kyb_error_wrap(err, rc, "storage secret %s", secret_name);
                 creds.access_key_id = id = secret_value(secret, "AWS_ACCESS_KEY_ID");
@@ -357,12 +357,15 @@ static void enforce_retention(pctx *p)
         qsort(v, n, sizeof(*v), by_completion_desc);
         per_pod_limits(p, v, n, gone);
         for (i = 0; i < n; i++)
-                total += gone[i] ? 0 : json_integer_value(json_object_get(json_object_get(v[i], "status"), "archiveBytes"));
+                total += gone[i] ? 0
+                                 : json_integer_value(json_object_get(
+                                       json_object_get(v[i], "status"), "archiveBytes"));
         for (i = n; max_bytes > 0 && total > max_bytes && i-- > 0;) {
                 if (gone[i] || newest_of_pod(v, i))
                         continue;
                 gone[i] = true;
-                total -= json_integer_value(json_object_get(json_object_get(v[i], "status"), "archiveBytes"));
+                total -= json_integer_value(
+                    json_object_get(json_object_get(v[i], "status"), "archiveBytes"));
         }
         for (i = 0; i < n; i++) {
                 if (gone[i]) {
@@ -370,8 +373,8 @@ static void enforce_retention(pctx *p)
                         continue;
                 }
                 live++;
-                last_ok = KYB_MAX(last_ok, time_of(json_object_get(v[i], "status"),
-                                                    "completionTime", 0));
+                last_ok =
+                    KYB_MAX(last_ok, time_of(json_object_get(v[i], "status"), "completionTime", 0));
         }
         json_object_set_new(p->status, "liveCheckpoints", json_integer(live));
         json_object_set_new(p->status, "totalBytes", json_integer(total));
@@ -443,8 +446,10 @@ int pol_reconcile(kyb_operator *op, const char *key, uint64_t *requeue_ms, kyb_e
                 kyb_kube_set_condition(status, "Ready", "False", "InvalidSelector",
                                        kyb_error_message(sel_err), generation(pol), p.now);
         } else {
-                json_object_set_new(status, "matchedPods", json_integer((json_int_t)json_array_size(pods)));
-                kyb_kube_set_condition(status, "Ready", "True", "Ready", "", generation(pol), p.now);
+                json_object_set_new(status, "matchedPods",
+                                    json_integer((json_int_t)json_array_size(pods)));
+                kyb_kube_set_condition(status, "Ready", "True", "Ready", "", generation(pol),
+                                       p.now);
                 if ((rc = schedule(&p, pods, requeue_ms, err)) < 0)
                         return rc;
         }

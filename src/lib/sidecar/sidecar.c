@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,11 +49,13 @@ const kyb_config_option kyb_sidecar_options[] = {
     {"rescan-interval", KYB_CONFIG_DURATION, offsetof(kyb_sidecar_config, rescan_interval_ms),
      "30s", 100, 3600000, "watch: full re-scan of the directory besides inotify"},
     {"retry-interval", KYB_CONFIG_DURATION, offsetof(kyb_sidecar_config, retry_interval_ms), "30s",
-     0, 3600000, "watch: wait before a failed upload is tried again"},
+     0, 3600000, "watch: first wait before a failed upload is tried again (doubles, jittered)"},
+    {"retry-max-interval", KYB_CONFIG_DURATION, offsetof(kyb_sidecar_config, retry_max_interval_ms),
+     "10m", 0, 86400000, "watch: longest wait between tries of a failing upload"},
     {"compression-level", KYB_CONFIG_INT64, offsetof(kyb_sidecar_config, compression_level), "3",
      -7, 19, "watch: zstd level"},
     {"threads", KYB_CONFIG_INT64, offsetof(kyb_sidecar_config, threads), "0", 0, 256,
-     "watch: zstd worker threads (0: one per CPU)"},
+     "watch: zstd worker threads (0: one per CPU, at most 4)"},
     {"max-rate", KYB_CONFIG_SIZE, offsetof(kyb_sidecar_config, max_rate), "0", 0, 0,
      "watch: upload bandwidth limit in bytes per second (0: unlimited)"},
     {"source", KYB_CONFIG_STRING, offsetof(kyb_sidecar_config, source), NULL, 0, 0,
@@ -63,9 +66,9 @@ const kyb_config_option kyb_sidecar_options[] = {
      "fetch: checkpoint ID (object <source>/<id>.tar.zst)"},
     {"credentials-dir", KYB_CONFIG_STRING, offsetof(kyb_sidecar_config, credentials_dir), NULL, 0,
      0, "S3 credentials (mounted Secret: access-key-id, secret-access-key); else AWS_*"},
-    {"part-size", KYB_CONFIG_SIZE, offsetof(kyb_sidecar_config, part_size), "16Mi", 5 << 20,
-     (int64_t)5 << 30, "S3 multipart part size"},
-    {"inflight", KYB_CONFIG_INT64, offsetof(kyb_sidecar_config, inflight), "4", 1, 64,
+    {"part-size", KYB_CONFIG_SIZE, offsetof(kyb_sidecar_config, part_size), "8Mi", 5 << 20,
+     (int64_t)5 << 30, "S3 multipart part size (memory: (inflight + 1) x part size)"},
+    {"inflight", KYB_CONFIG_INT64, offsetof(kyb_sidecar_config, inflight), "2", 1, 64,
      "S3 parts uploaded in parallel"},
     {"attempts", KYB_CONFIG_INT64, offsetof(kyb_sidecar_config, attempts), "5", 1, 100,
      "tries of one S3 request"},
@@ -80,6 +83,7 @@ const size_t kyb_sidecar_n_options = KYB_ARRAY_SIZE(kyb_sidecar_options);
 
 typedef struct failure {
         char *id;
+        unsigned count; /* failed uploads in a row */
         int64_t retry_at_ms;
 } failure;
 
@@ -96,6 +100,7 @@ struct kyb_sidecar {
         atomic_bool busy;         /* a transfer is running */
         failure *failures;
         size_t n_failures;
+        unsigned seed; /* retry jitter (rand_r) */
 };
 
 static int64_t now_ms(void)
@@ -131,6 +136,8 @@ int kyb_sidecar_new(const kyb_sidecar_config *cfg, const char *mode, kyb_sidecar
                 return kyb_error_set(err, ENOMEM, "sidecar");
         sc->cfg = cfg;
         sc->wake_fd = -1;
+        if (getrandom(&sc->seed, sizeof(sc->seed), GRND_NONBLOCK) != sizeof(sc->seed))
+                sc->seed = (unsigned)now_ms() ^ (unsigned)getpid();
         if (!strcmp(mode, "watch")) {
                 if (!cfg->target || !*cfg->target) {
                         rc = kyb_error_setf(err, EINVAL, "watch: --target is required");
@@ -433,9 +440,27 @@ static failure *find_failure(kyb_sidecar *sc, const char *id)
         return NULL;
 }
 
-static void note_failure(kyb_sidecar *sc, const char *id)
+#define MAX_DOUBLINGS 30
+
+int64_t kyb_sidecar_retry_delay_ms(int64_t base_ms, int64_t max_ms, unsigned failures,
+                                   unsigned *seed)
+{
+        unsigned shift = KYB_MIN(failures > 0 ? failures - 1 : 0, MAX_DOUBLINGS);
+        int64_t cap = KYB_MAX(max_ms, base_ms);
+        int64_t wait;
+
+        if (base_ms <= 0)
+                return 0;
+        wait = base_ms > cap >> shift ? cap : base_ms << shift;
+        /* Equal jitter, as the S3 client's: at least half the wait. */
+        return wait / 2 + (int64_t)((uint64_t)rand_r(seed) % (uint64_t)(wait / 2 + 1));
+}
+
+/* Records one more failure of id; returns the wait before its next try. */
+static int64_t note_failure(kyb_sidecar *sc, const char *id)
 {
         failure *f = find_failure(sc, id);
+        int64_t delay;
 
         if (!f) {
                 failure *v = realloc(sc->failures, (sc->n_failures + 1) * sizeof(*v));
@@ -444,13 +469,17 @@ static void note_failure(kyb_sidecar *sc, const char *id)
                         free(copy);
                         if (v)
                                 sc->failures = v;
-                        return;
+                        return sc->cfg->retry_interval_ms;
                 }
                 sc->failures = v;
                 f = &v[sc->n_failures++];
-                f->id = copy;
+                *f = (failure){.id = copy};
         }
-        f->retry_at_ms = now_ms() + sc->cfg->retry_interval_ms;
+        f->count++;
+        delay = kyb_sidecar_retry_delay_ms(sc->cfg->retry_interval_ms,
+                                           sc->cfg->retry_max_interval_ms, f->count, &sc->seed);
+        f->retry_at_ms = now_ms() + delay;
+        return delay;
 }
 
 static void clear_failure(kyb_sidecar *sc, const char *id)
@@ -585,11 +614,12 @@ int kyb_sidecar_watch(kyb_sidecar *sc, kyb_error **err)
                                                 kyb_log_warn("%s; no result file written",
                                                              kyb_error_message(e));
                                         } else {
+                                                int64_t wait = note_failure(sc, ids[i]);
+
                                                 kyb_metric_add(sc->m_failures, "upload", 1);
                                                 kyb_log_error_ctx(
                                                     e, "checkpoint %s (retry in %lld ms)", ids[i],
-                                                    (long long)cfg->retry_interval_ms);
-                                                note_failure(sc, ids[i]);
+                                                    (long long)wait);
                                         }
                                 } else
                                         clear_failure(sc, ids[i]);

@@ -33,7 +33,8 @@ typedef struct kyb_sidecar_config {
         bool delete_after_upload;
         int64_t grace_ms;
         int64_t rescan_interval_ms;
-        int64_t retry_interval_ms;
+        int64_t retry_interval_ms;     /* first wait after a failed upload */
+        int64_t retry_max_interval_ms; /* ceiling of the doubling waits */
         int64_t compression_level;
         int64_t threads;
         int64_t max_rate; /* bytes per second of the compressed stream; 0: unlimited */
@@ -75,6 +76,15 @@ int kyb_sidecar_fetch(kyb_sidecar *sc, kyb_error **err);
 /* Asks the running watch/fetch to stop; the current transfer may go on for
  * at most grace_ms. Thread-safe; calling it again shortens nothing. */
 void kyb_sidecar_stop(kyb_sidecar *sc, int64_t grace_ms);
+
+/*
+ * The wait before the next try of a checkpoint whose upload failed
+ * `failures` times in a row (1, 2, ...): a random time between half and all
+ * of min(max(max_ms, base_ms), base_ms * 2^(failures - 1)), so a broken
+ * target is not hammered and sidecars that failed together spread out.
+ */
+int64_t kyb_sidecar_retry_delay_ms(int64_t base_ms, int64_t max_ms, unsigned failures,
+                                   unsigned *seed);
 
 /* Whether a transfer started before the stop is still running past its
  * grace period plus margin_ms (the caller may then exit hard). */

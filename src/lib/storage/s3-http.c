@@ -34,15 +34,28 @@ int s3_digests(const void *data, size_t len, char sha256[KYB_SHA256_HEX_LEN + 1]
 {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int n = 0;
-        int rc;
+        int rc = 0;
 
-        rc = kyb_sha256_buf(data, len, sha256, err);
+        if (sha256)
+                rc = kyb_sha256_buf(data, len, sha256, err);
         if (rc < 0 || !md5_b64)
                 return rc;
         if (EVP_Digest(data, len, md, &n, EVP_md5(), NULL) != 1 || n != 16)
                 return kyb_error_setf(err, EIO, "md5: digest failed");
         EVP_EncodeBlock((unsigned char *)md5_b64, md, (int)n);
         return 0;
+}
+
+int s3_body_digests_compute(const s3_client *c, const void *data, size_t len, s3_body_digests *d,
+                            kyb_error **err)
+{
+        *d = (s3_body_digests){0};
+        if (!c->sign_payload)
+                memcpy(d->sha256, S3_UNSIGNED_PAYLOAD, sizeof(S3_UNSIGNED_PAYLOAD));
+        if (!c->sign_payload && !c->content_md5)
+                return 0;
+        return s3_digests(data, len, c->sign_payload ? d->sha256 : NULL,
+                          c->content_md5 ? d->md5 : NULL, err);
 }
 
 static int add_header(struct curl_slist **h, kyb_error **err, const char *fmt, ...) _printf_(3, 4);

@@ -19,12 +19,13 @@
 #include "storage/storage-internal.h"
 #include "store/manifest.h"
 
-#define S3_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-#define S3_ETAG_MAX     256
-#define S3_MD5_B64_LEN  24
-#define S3_ERROR_BODY   ((size_t)64 << 10) /* kept of an error response */
-#define S3_LIST_BODY    ((size_t)16 << 20) /* one page of a listing */
-#define S3_SECRET_MAX   ((size_t)16 << 10) /* one credentials file */
+#define S3_EMPTY_SHA256     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define S3_UNSIGNED_PAYLOAD "UNSIGNED-PAYLOAD"
+#define S3_ETAG_MAX         256
+#define S3_MD5_B64_LEN      24
+#define S3_ERROR_BODY       ((size_t)64 << 10) /* kept of an error response */
+#define S3_LIST_BODY        ((size_t)16 << 20) /* one page of a listing */
+#define S3_SECRET_MAX       ((size_t)16 << 10) /* one credentials file */
 
 typedef struct s3_credentials {
         char *access_key;
@@ -49,6 +50,8 @@ typedef struct s3_client {
         s3_credentials creds;
         size_t part_size;
         unsigned inflight;
+        bool sign_payload; /* parts and objects carry their SHA-256, else UNSIGNED-PAYLOAD */
+        bool content_md5;  /* parts and objects carry Content-MD5 too */
         unsigned max_attempts;
         unsigned retry_base_ms;
         unsigned retry_max_ms;
@@ -151,9 +154,19 @@ int s3_xml_text(const char *xml, size_t len, const char *tag, char **out);
 const char *s3_xml_next(const char *p, const char *end, const char *tag, const char **inner,
                         size_t *inner_len);
 
-/* Hex SHA-256 and base64 MD5 of a buffer. */
+/* Hex SHA-256 and base64 MD5 of a buffer; either output may be NULL (not computed). */
 int s3_digests(const void *data, size_t len, char sha256[KYB_SHA256_HEX_LEN + 1],
                char md5_b64[S3_MD5_B64_LEN + 1], kyb_error **err);
+
+/* What a PUT of some bytes carries, as the client is configured. */
+typedef struct s3_body_digests {
+        char sha256[KYB_SHA256_HEX_LEN + 1]; /* hex, or UNSIGNED-PAYLOAD */
+        char md5[S3_MD5_B64_LEN + 1];        /* base64; "" without Content-MD5 */
+} s3_body_digests;
+
+/* Computes only the digests the client sends: none with an unsigned payload and no MD5. */
+int s3_body_digests_compute(const s3_client *c, const void *data, size_t len, s3_body_digests *d,
+                            kyb_error **err);
 
 /* The backend's operations (s3-upload.c, s3-download.c, s3-list.c). */
 int s3_writer_open(kyb_storage *s, const char *key, kyb_storage_writer **out, kyb_error **err);

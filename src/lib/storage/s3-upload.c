@@ -10,8 +10,9 @@
  *
  * An object that fits into one part is sent with one PUT. Larger ones are
  * multipart uploads: created when the first part is full, every part sent
- * with Content-MD5 and its SHA-256 (both checked by S3), completed at
- * commit, and aborted on any failure so no part lingers. Either way a HEAD
+ * with the digests the client is configured for (its SHA-256 as the signed
+ * payload, optionally Content-MD5; S3 checks both), completed at commit,
+ * and aborted on any failure so no part lingers. Either way a HEAD
  * afterwards compares the stored size with what was sent; a mismatch
  * deletes the object. Nothing is visible under the key before S3 accepts
  * the complete object.
@@ -74,12 +75,13 @@ typedef struct s3_writer {
 static int upload_part(s3_writer *w, CURL *h, const part_job *job, char **etag, kyb_error **err)
 {
         _cleanup_free_ char *query = NULL;
-        char sha[KYB_SHA256_HEX_LEN + 1], md5[S3_MD5_B64_LEN + 1], num[16];
+        s3_body_digests d;
         s3_response resp = {0};
+        char num[16];
         int rc;
 
         snprintf(num, sizeof(num), "%u", job->number);
-        if ((rc = s3_digests(job->buf, job->len, sha, md5, err)) < 0 ||
+        if ((rc = s3_body_digests_compute(w->c, job->buf, job->len, &d, err)) < 0 ||
             (rc = s3_query_build((s3_param[]){{"partNumber", num}, {"uploadId", w->upload_id}}, 2,
                                  &query, err)) < 0)
                 return rc;
@@ -89,8 +91,8 @@ static int upload_part(s3_writer *w, CURL *h, const part_job *job, char **etag, 
                                       .query = query,
                                       .body = job->buf,
                                       .body_len = job->len,
-                                      .payload_sha256 = sha,
-                                      .content_md5 = md5,
+                                      .payload_sha256 = d.sha256,
+                                      .content_md5 = d.md5[0] ? d.md5 : NULL,
                                       .content_type = CONTENT_TYPE,
                                       .cancel = &w->cancel},
                         &resp, err);
@@ -350,11 +352,11 @@ static int s3w_write(kyb_storage_writer *base, const void *buf, size_t len, kyb_
 
 static int put_single(s3_writer *w, kyb_error **err)
 {
-        char sha[KYB_SHA256_HEX_LEN + 1], md5[S3_MD5_B64_LEN + 1];
+        s3_body_digests d;
         s3_response resp = {0};
         int rc;
 
-        rc = s3_digests(w->cur ? w->cur : "", w->cur_len, sha, md5, err);
+        rc = s3_body_digests_compute(w->c, w->cur ? w->cur : "", w->cur_len, &d, err);
         if (rc < 0)
                 return rc;
         rc = s3_perform(w->c, w->h,
@@ -362,8 +364,8 @@ static int put_single(s3_writer *w, kyb_error **err)
                                       .key = w->key,
                                       .body = w->cur,
                                       .body_len = w->cur_len,
-                                      .payload_sha256 = sha,
-                                      .content_md5 = md5,
+                                      .payload_sha256 = d.sha256,
+                                      .content_md5 = d.md5[0] ? d.md5 : NULL,
                                       .content_type = CONTENT_TYPE},
                         &resp, err);
         s3_response_clear(&resp);

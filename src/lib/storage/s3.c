@@ -247,6 +247,8 @@ static int check_opts(const kyb_storage_opts *o, kyb_error **err)
                                       o->part_size);
         if (o->max_parts_in_flight > MAX_INFLIGHT)
                 return kyb_error_setf(err, EINVAL, "at most %d parts in flight", MAX_INFLIGHT);
+        if (o->payload > KYB_S3_PAYLOAD_UNSIGNED)
+                return kyb_error_setf(err, EINVAL, "payload signing mode %d unknown", o->payload);
         return 0;
 }
 
@@ -279,6 +281,23 @@ static void copy_tuning(s3_client *c, const kyb_storage_opts *o)
         c->progress_ctx = o->progress_ctx;
 }
 
+/*
+ * Without TLS nothing else protects a body in transit, so auto signs it
+ * there; over https the SHA-256 pass over every part buys little (AWS's
+ * SDKs skip it too). Content-MD5 is off unless asked for: a signed payload
+ * is the stronger check, and MD5 costs more CPU than SHA-256 with SHA-NI.
+ */
+static void set_integrity(s3_client *c, const kyb_storage_uri *u, const kyb_storage_opts *o)
+{
+        kyb_s3_payload p = u->payload ? u->payload : o->payload;
+
+        if (p == KYB_S3_PAYLOAD_AUTO)
+                p = strncmp(c->base_url, "https://", 8) ? KYB_S3_PAYLOAD_SIGNED
+                                                        : KYB_S3_PAYLOAD_UNSIGNED;
+        c->sign_payload = p == KYB_S3_PAYLOAD_SIGNED;
+        c->content_md5 = u->content_md5_set ? u->content_md5 : o->content_md5;
+}
+
 /* Options from the URI win over the caller's defaults. */
 static int configure(s3_client *c, const kyb_storage_uri *u, const kyb_storage_opts *o,
                      kyb_error **err)
@@ -304,6 +323,7 @@ static int configure(s3_client *c, const kyb_storage_uri *u, const kyb_storage_o
         if (rc < 0)
                 return rc;
         copy_tuning(c, o);
+        set_integrity(c, u, o);
         return 0;
 }
 

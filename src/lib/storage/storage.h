@@ -13,7 +13,8 @@
  *                            upload
  *
  * S3 options may also be given in the URI's query, where they win over
- * kyb_storage_opts: `?endpoint=http://host:9000&region=eu-west-1&path-style=true`.
+ * kyb_storage_opts: `?endpoint=http://host:9000&region=eu-west-1&path-style=true`
+ * (also `payload=signed|unsigned`, `content-md5=true|false`).
  *
  * Objects are named by keys relative to the location: printable ASCII
  * without '\', '/'-separated components that are not empty and do not start
@@ -36,11 +37,11 @@
 #include "base/error.h"
 
 #define KYB_STORAGE_KEY_MAX 1024
-/* An upload holds (max_parts_in_flight + 1) * part_size bytes of parts. */
+/* An upload holds (max_parts_in_flight + 1) * part_size bytes of parts: 24 MiB by default. */
 #define KYB_STORAGE_MIN_PART_SIZE    ((size_t)5 << 20) /* S3: all parts but the last */
-#define KYB_STORAGE_DEFAULT_PART     ((size_t)16 << 20)
+#define KYB_STORAGE_DEFAULT_PART     ((size_t)8 << 20)
 #define KYB_STORAGE_MAX_PARTS        10000 /* S3's limit per multipart upload */
-#define KYB_STORAGE_DEFAULT_INFLIGHT 4
+#define KYB_STORAGE_DEFAULT_INFLIGHT 2
 
 typedef enum kyb_storage_scheme {
         KYB_STORAGE_FILE = 1,
@@ -53,6 +54,21 @@ typedef enum kyb_s3_addressing {
         KYB_S3_ADDRESSING_VIRTUAL = 2,
 } kyb_s3_addressing;
 
+/*
+ * What x-amz-content-sha256 says about the body of a part or object upload.
+ * Signed: the SHA-256 of the bytes, which S3 verifies (a mismatch is
+ * XAmzContentSHA256Mismatch); it costs one SHA-256 pass over the compressed
+ * stream. Unsigned: "UNSIGNED-PAYLOAD", the headers stay signed and the body
+ * relies on TLS in transit. Auto: signed over http://, unsigned over
+ * https:// (what the AWS SDKs do). Either way the stored size is checked
+ * after the upload and the archive's checksums when it is extracted.
+ */
+typedef enum kyb_s3_payload {
+        KYB_S3_PAYLOAD_AUTO = 0,
+        KYB_S3_PAYLOAD_SIGNED = 1,
+        KYB_S3_PAYLOAD_UNSIGNED = 2,
+} kyb_s3_payload;
+
 /* A parsed location URI. */
 typedef struct kyb_storage_uri {
         kyb_storage_scheme scheme;
@@ -61,6 +77,9 @@ typedef struct kyb_storage_uri {
         char *endpoint;               /* ?endpoint=, NULL when absent */
         char *region;                 /* ?region=, NULL when absent */
         kyb_s3_addressing addressing; /* ?path-style=true|false; AUTO when absent */
+        kyb_s3_payload payload;       /* ?payload=signed|unsigned; AUTO when absent */
+        bool content_md5_set;         /* ?content-md5=true|false was given ... */
+        bool content_md5;             /* ... with this value */
 } kyb_storage_uri;
 
 /* -EINVAL naming the problem; never echoes more of the URI than needed. */
@@ -94,8 +113,10 @@ typedef struct kyb_storage_opts {
         kyb_s3_addressing addressing; /* AUTO */
         const char *credentials_dir;  /* NULL: the AWS_* environment variables */
         const kyb_storage_credentials *credentials; /* wins over both when set */
-        size_t part_size;                           /* 16 MiB; at least 5 MiB */
-        unsigned max_parts_in_flight;               /* 4: parts uploaded in parallel */
+        size_t part_size;                           /* 8 MiB; at least 5 MiB */
+        unsigned max_parts_in_flight;               /* 2: parts uploaded in parallel */
+        kyb_s3_payload payload;      /* AUTO: signed over http://, unsigned over https:// */
+        bool content_md5;            /* false: no Content-MD5 (see docs/storage.md) */
         unsigned max_attempts;       /* 5: tries of one request (5xx, 429, timeouts, resets) */
         unsigned retry_base_ms;      /* 200: first backoff; doubles per retry, full jitter */
         unsigned retry_max_ms;       /* 10000: backoff ceiling */

@@ -193,7 +193,7 @@ static int check_region(const char *r, kyb_error **err)
         return 0;
 }
 
-static int parse_bool(const char *v, bool *out, kyb_error **err)
+static int parse_bool(const char *name, const char *v, bool *out, kyb_error **err)
 {
         if (!strcmp(v, "true") || !strcmp(v, "1")) {
                 *out = true;
@@ -203,7 +203,36 @@ static int parse_bool(const char *v, bool *out, kyb_error **err)
                 *out = false;
                 return 0;
         }
-        return kyb_error_setf(err, EINVAL, "path-style must be true or false");
+        return kyb_error_setf(err, EINVAL, "%s must be true or false", name);
+}
+
+static int parse_payload(const char *v, kyb_s3_payload *out, kyb_error **err)
+{
+        if (!strcmp(v, "signed")) {
+                *out = KYB_S3_PAYLOAD_SIGNED;
+                return 0;
+        }
+        if (!strcmp(v, "unsigned")) {
+                *out = KYB_S3_PAYLOAD_UNSIGNED;
+                return 0;
+        }
+        return kyb_error_setf(err, EINVAL, "payload must be signed or unsigned");
+}
+
+/* The options that tune uploads rather than say where the location is. */
+static int set_upload_option(kyb_storage_uri *u, const char *k, const char *v, kyb_error **err)
+{
+        int rc;
+
+        if (!strcmp(k, "payload") && u->payload == KYB_S3_PAYLOAD_AUTO)
+                return parse_payload(v, &u->payload, err);
+        if (!strcmp(k, "content-md5") && !u->content_md5_set) {
+                rc = parse_bool(k, v, &u->content_md5, err);
+                u->content_md5_set = rc >= 0;
+                return rc;
+        }
+        return kyb_error_setf(err, EINVAL, "unknown or repeated URI option '%.32s'",
+                              printable(k) ? k : "?");
 }
 
 static int set_option(kyb_storage_uri *u, const char *k, char **v, kyb_error **err)
@@ -224,13 +253,12 @@ static int set_option(kyb_storage_uri *u, const char *k, char **v, kyb_error **e
                 return rc;
         }
         if (!strcmp(k, "path-style") && u->addressing == KYB_S3_ADDRESSING_AUTO) {
-                rc = parse_bool(*v, &b, err);
+                rc = parse_bool(k, *v, &b, err);
                 if (rc >= 0)
                         u->addressing = b ? KYB_S3_ADDRESSING_PATH : KYB_S3_ADDRESSING_VIRTUAL;
                 return rc;
         }
-        return kyb_error_setf(err, EINVAL, "unknown or repeated URI option '%.32s'",
-                              printable(k) ? k : "?");
+        return set_upload_option(u, k, *v, err);
 }
 
 static int parse_query(const char *q, kyb_storage_uri *u, kyb_error **err)

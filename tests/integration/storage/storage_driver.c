@@ -16,7 +16,9 @@
  * --pause-after BYTES makes an upload stop once the archive has produced that
  * many bytes, print "paused" and wait for a line on stdin (so a test can
  * break the server mid-upload); --progress prints "stored N" after every
- * stored part. Exit status: 0 success, 1 failure (message on stderr), 2 usage.
+ * stored part. --payload and --content-md5 set kyb_storage_opts' payload and
+ * content_md5, --job-size the zstd job size. Exit status: 0 success, 1
+ * failure (message on stderr), 2 usage.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -41,11 +43,12 @@ typedef struct pausing_sink {
         bool paused;
 } pausing_sink;
 
-static void usage(void)
+_Noreturn static void usage(void)
 {
         fprintf(stderr,
                 "usage: storage_driver [--part-size N] [--inflight N] [--attempts N]\n"
                 "         [--retry-base-ms N] [--retry-max-ms N] [--level N] [--threads N]\n"
+                "         [--job-size N] [--payload signed|unsigned] [--content-md5]\n"
                 "         [--endpoint URL] [--region R] [--path-style] [--credentials-dir D]\n"
                 "         [--max-total N] [--max-file N] [--max-entries N]\n"
                 "         [--pause-after N] [--progress]\n"
@@ -61,6 +64,15 @@ static uint64_t number(const char *s)
         if (!*s || *end)
                 usage();
         return v;
+}
+
+static kyb_s3_payload payload_mode(const char *s)
+{
+        if (!strcmp(s, "signed"))
+                return KYB_S3_PAYLOAD_SIGNED;
+        if (!strcmp(s, "unsigned"))
+                return KYB_S3_PAYLOAD_UNSIGNED;
+        usage();
 }
 
 static void on_progress(void *ctx, uint64_t bytes)
@@ -224,6 +236,9 @@ static void parse_options(int argc, char **argv, driver *d)
                                                  {"max-entries", required_argument, NULL, 'E'},
                                                  {"pause-after", required_argument, NULL, 'P'},
                                                  {"progress", no_argument, NULL, 'g'},
+                                                 {"job-size", required_argument, NULL, 'j'},
+                                                 {"payload", required_argument, NULL, 'y'},
+                                                 {"content-md5", no_argument, NULL, 'M'},
                                                  {0}};
         int c;
 
@@ -276,6 +291,15 @@ static void parse_options(int argc, char **argv, driver *d)
                         break;
                 case 'g':
                         d->progress = true;
+                        break;
+                case 'j':
+                        d->aopts.job_size = (size_t)number(optarg);
+                        break;
+                case 'y':
+                        d->opts.payload = payload_mode(optarg);
+                        break;
+                case 'M':
+                        d->opts.content_md5 = true;
                         break;
                 default:
                         usage();

@@ -156,6 +156,35 @@ static void test_output_is_deterministic(void **state)
         mb_free(&tb);
 }
 
+/* Smaller jobs than the stream (3 MiB) frame differently; the tar inside is the same. */
+static void test_job_size(void **state)
+{
+        fixture *fx = *state;
+        _cleanup_error_ kyb_error *err = NULL;
+        membuf a = {0}, b = {0}, ta = {0}, tb = {0}, z = {0};
+
+        write_ok(fx->ckpt,
+                 &(kyb_archive_write_opts){.level = 1, .threads = 2, .job_size = 512 << 10}, &a,
+                 NULL);
+        write_ok(fx->ckpt, &(kyb_archive_write_opts){.level = 1, .threads = 2, .job_size = 8 << 20},
+                 &b, NULL);
+        assert_false(a.len == b.len && !memcmp(a.data, b.data, a.len));
+        ut_unzstd(&a, &ta);
+        ut_unzstd(&b, &tb);
+        assert_int_equal(ta.len, tb.len);
+        assert_memory_equal(ta.data, tb.data, ta.len);
+        assert_error(
+            kyb_archive_write(fx->ckpt, mb_sink, &z,
+                              &(kyb_archive_write_opts){.threads = 2, .job_size = (size_t)4 << 30},
+                              NULL, &err),
+            err, EINVAL, "job size");
+        mb_free(&a);
+        mb_free(&b);
+        mb_free(&ta);
+        mb_free(&tb);
+        mb_free(&z);
+}
+
 static void test_level_is_checked(void **state)
 {
         fixture *fx = *state;
@@ -268,6 +297,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_round_trip_byte_identical, setup, teardown),
             cmocka_unit_test_setup_teardown(test_round_trip_imports_into_store, setup, teardown),
             cmocka_unit_test_setup_teardown(test_output_is_deterministic, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_job_size, setup, teardown),
             cmocka_unit_test_setup_teardown(test_level_is_checked, setup, teardown),
             cmocka_unit_test_setup_teardown(test_write_refuses_changed_file, setup, teardown),
             cmocka_unit_test_setup_teardown(test_write_refuses_resized_file, setup, teardown),

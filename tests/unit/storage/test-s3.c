@@ -36,7 +36,8 @@ static void progress(void *ctx, uint64_t bytes)
         __atomic_add_fetch(&fx->progress_calls, 1, __ATOMIC_SEQ_CST);
 }
 
-static kyb_storage *open_fake(fixture *fx, const char *token)
+/* The fake with the tests' tuning; query is appended to the URI, md5 sets opts.content_md5. */
+static kyb_storage *open_fake_with(fixture *fx, const char *query, bool md5)
 {
         _cleanup_error_ kyb_error *err = NULL;
         _cleanup_free_ char *uri = NULL;
@@ -47,16 +48,22 @@ static kyb_storage *open_fake(fixture *fx, const char *token)
                               .max_attempts = 3,
                               .retry_base_ms = 1,
                               .retry_max_ms = 4,
+                              .content_md5 = md5,
                               .progress = progress,
                               .progress_ctx = fx};
 
-        if (token)
-                tu_write(fx->creds, "session-token", token, strlen(token));
-        assert_true(asprintf(&uri, "s3://bkt/pre?endpoint=http://127.0.0.1:%d&path-style=true",
-                             fx->f.port) > 0);
+        assert_true(asprintf(&uri, "s3://bkt/pre?endpoint=http://127.0.0.1:%d&path-style=true%s",
+                             fx->f.port, query) > 0);
         if (kyb_storage_open(uri, &o, &s, &err) < 0)
                 fail_msg("open: %s", kyb_error_message(err));
         return s;
+}
+
+static kyb_storage *open_fake(fixture *fx, const char *token)
+{
+        if (token)
+                tu_write(fx->creds, "session-token", token, strlen(token));
+        return open_fake_with(fx, "", false);
 }
 
 static int setup(void **state)
@@ -176,22 +183,33 @@ static void test_empty_object(void **state)
         assert_stored(fx, "pre/empty", NULL, 0);
 }
 
-/* Every part carried Content-MD5 and x-amz-content-sha256 of exactly its bytes. */
-static void assert_part_digests(fixture *fx)
+/*
+ * Every PUT carried x-amz-content-sha256 of exactly its bytes (signed) or
+ * UNSIGNED-PAYLOAD, and Content-MD5 of its bytes only when md5 is on.
+ */
+static void assert_part_digests(fixture *fx, size_t from, bool signed_payload, bool md5_on)
 {
-        for (size_t i = 0; i < fx->f.n_log; i++) {
+        size_t puts = 0;
+
+        for (size_t i = from; i < fx->f.n_log; i++) {
                 const fs3_request *r = &fx->f.log[i];
                 char md5[64], sha[80], want_sha[KYB_SHA256_HEX_LEN + 1];
                 char want_md5[S3_MD5_B64_LEN + 1];
 
                 if (strcmp(r->method, "PUT"))
                         continue;
+                puts++;
                 assert_int_equal(s3_digests(r->body, r->body_len, want_sha, want_md5, NULL), 0);
+                assert_non_null(fs3_header(r, "x-amz-content-sha256", sha, sizeof(sha)));
+                assert_string_equal(sha, signed_payload ? want_sha : S3_UNSIGNED_PAYLOAD);
+                if (!md5_on) {
+                        assert_null(fs3_header(r, "Content-MD5", md5, sizeof(md5)));
+                        continue;
+                }
                 assert_non_null(fs3_header(r, "Content-MD5", md5, sizeof(md5)));
                 assert_string_equal(md5, want_md5);
-                assert_non_null(fs3_header(r, "x-amz-content-sha256", sha, sizeof(sha)));
-                assert_string_equal(sha, want_sha);
         }
+        assert_true(puts > 0);
 }
 
 static void test_multipart_upload(void **state)
@@ -209,11 +227,82 @@ static void test_multipart_upload(void **state)
         assert_int_equal(fs3_count(&fx->f, "POST ?uploadId="), 1);
         assert_int_equal(fs3_count(&fx->f, "HEAD"), 1);
         assert_int_equal(fs3_count(&fx->f, "DELETE"), 0);
-        assert_part_digests(fx);
+        assert_part_digests(fx, 0, true, false); /* http:// signs the payload by default */
         assert_int_equal(fx->progress_last, len);
         /* Parts finish in any order; a smaller total seen late is not reported. */
         assert_in_range(fx->progress_calls, 1, 3);
         assert_false(fx->progress_went_back);
+}
+
+static void test_unsigned_payload(void **state)
+{
+        fixture *fx = *state;
+        _cleanup_error_ kyb_error *err = NULL;
+        size_t len = 2 * PART + 777;
+        _cleanup_free_ unsigned char *data = pattern(len, 8);
+        kyb_storage *s = open_fake_with(fx, "&payload=unsigned", false);
+        char auth[512];
+
+        if (upload(s, "u", data, len, NULL, &err) < 0)
+                fail_msg("upload: %s", kyb_error_message(err));
+        kyb_storage_close(s);
+        assert_stored(fx, "pre/u", data, len);
+        assert_part_digests(fx, 0, false, false);
+        /* The header still says what the body is, under the signature. */
+        assert_non_null(fs3_header(&fx->f.log[1], "Authorization", auth, sizeof(auth)));
+        assert_non_null(strstr(auth, ";x-amz-content-sha256"));
+}
+
+static void test_content_md5_on_request(void **state)
+{
+        fixture *fx = *state;
+        _cleanup_error_ kyb_error *err = NULL;
+        size_t len = PART + 5;
+        _cleanup_free_ unsigned char *data = pattern(len, 9);
+        kyb_storage *s = open_fake_with(fx, "&payload=unsigned", true);
+        size_t from;
+
+        if (upload(s, "m", data, len, NULL, &err) < 0)
+                fail_msg("upload: %s", kyb_error_message(err));
+        kyb_storage_close(s);
+        assert_part_digests(fx, 0, false, true);
+        /* The URI's content-md5=false wins over the opts' default. */
+        from = fx->f.n_log;
+        s = open_fake_with(fx, "&content-md5=false", true);
+        assert_int_equal(upload(s, "m", data, len, NULL, &err), 0);
+        kyb_storage_close(s);
+        assert_part_digests(fx, from, true, false);
+}
+
+static bool signs_payload(const char *uri, kyb_s3_payload opt)
+{
+        _cleanup_error_ kyb_error *err = NULL;
+        kyb_storage *s = NULL;
+        bool v;
+
+        setenv("AWS_ACCESS_KEY_ID", "AKID", 1);
+        setenv("AWS_SECRET_ACCESS_KEY", "secret", 1);
+        if (kyb_storage_open(uri, &(kyb_storage_opts){.payload = opt}, &s, &err) < 0)
+                fail_msg("open %s: %s", uri, kyb_error_message(err));
+        v = ((const s3_client *)s->impl)->sign_payload;
+        kyb_storage_close(s);
+        return v;
+}
+
+/* Auto signs where nothing else protects the body: plain http. */
+static void test_payload_auto_follows_scheme(void **state)
+{
+        _cleanup_error_ kyb_error *err = NULL;
+        kyb_storage *s = NULL;
+
+        assert_false(signs_payload("s3://bkt", KYB_S3_PAYLOAD_AUTO)); /* https://s3.<region>... */
+        assert_false(signs_payload("s3://bkt?endpoint=https://minio.example:9000", 0));
+        assert_true(signs_payload("s3://bkt?endpoint=http://minio.example:9000", 0));
+        assert_true(signs_payload("s3://bkt", KYB_S3_PAYLOAD_SIGNED));
+        assert_true(signs_payload("s3://bkt?payload=signed", KYB_S3_PAYLOAD_UNSIGNED));
+        assert_false(signs_payload("s3://bkt?endpoint=http://h&payload=unsigned", 0));
+        assert_error(kyb_storage_open("s3://bkt", &(kyb_storage_opts){.payload = 7}, &s, &err), err,
+                     EINVAL, "payload signing mode 7");
 }
 
 static void test_exact_part_multiple(void **state)
@@ -467,6 +556,9 @@ int main(void)
             T(test_small_object),
             T(test_empty_object),
             T(test_multipart_upload),
+            T(test_unsigned_payload),
+            T(test_content_md5_on_request),
+            T(test_payload_auto_follows_scheme),
             T(test_exact_part_multiple),
             T(test_retries_then_succeeds),
             T(test_retries_dropped_connection),

@@ -418,7 +418,8 @@ static void verify_request(const fs3_request *r, const char *secret)
                 assert_non_null(strstr(signed_h, name));
                 p += len + (p[len] == ';');
         }
-        /* The payload hash the signature covers is that of the bytes that arrived. */
+        /* The payload hash the signature covers is that of the bytes that arrived,
+         * or UNSIGNED-PAYLOAD on an upload the client was told not to hash. */
         sha256_hex("", body_sha);
         if (r->body_len) {
                 unsigned char md[32];
@@ -427,7 +428,8 @@ static void verify_request(const fs3_request *r, const char *secret)
                 EVP_Digest(r->body, r->body_len, md, &n, EVP_sha256(), NULL);
                 hex(md, 32, body_sha);
         }
-        assert_string_equal(sha, body_sha);
+        if (strcmp(sha, S3_UNSIGNED_PAYLOAD) || strcmp(r->method, "PUT"))
+                assert_string_equal(sha, body_sha);
         aws_encode(dec, aws_decode(r->path, strlen(r->path), dec), true, uri);
         canonical_query(r->query, query);
         canonical_headers(r, signed_h, headers);
@@ -439,7 +441,7 @@ static void verify_request(const fs3_request *r, const char *secret)
                          r->path, r->query, sent_sig, o.signature, o.creq);
 }
 
-static void test_library_requests_verify(void **state)
+static void library_requests_verify(void **state, const char *extra_query)
 {
         fixture *fx = *state;
         _cleanup_error_ kyb_error *err = NULL;
@@ -455,8 +457,8 @@ static void test_library_requests_verify(void **state)
 
         assert_true(asprintf(&uri,
                              "s3://bkt/p+q?endpoint=http://127.0.0.1:%d&path-style=true"
-                             "&region=eu-central-1",
-                             fx->f.port) > 0);
+                             "&region=eu-central-1%s",
+                             fx->f.port, extra_query) > 0);
         for (size_t i = 0; i < (5u << 20) + 10; i++)
                 data[i] = (unsigned char)(i * 31);
         s = open_storage(fx, uri, SUITE_KEY, SUITE_SECRET);
@@ -481,6 +483,26 @@ static void test_library_requests_verify(void **state)
                 verify_request(&fx->f.log[i], SUITE_SECRET);
 }
 
+static void test_library_requests_verify(void **state)
+{
+        library_requests_verify(state, "");
+}
+
+/* UNSIGNED-PAYLOAD is signed as the payload hash like any other value. */
+static void test_library_unsigned_requests_verify(void **state)
+{
+        fixture *fx = *state;
+        size_t unsigned_puts = 0;
+        char sha[80];
+
+        library_requests_verify(state, "&payload=unsigned&content-md5=true");
+        for (size_t i = 0; i < fx->f.n_log; i++)
+                if (fs3_header(&fx->f.log[i], "x-amz-content-sha256", sha, sizeof(sha)) &&
+                    !strcmp(sha, S3_UNSIGNED_PAYLOAD))
+                        unsigned_puts++;
+        assert_int_equal(unsigned_puts, 2);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -491,6 +513,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_curl_signs_suite_vectors, setup, teardown),
             cmocka_unit_test_setup_teardown(test_library_signs_s3_example, setup, teardown),
             cmocka_unit_test_setup_teardown(test_library_requests_verify, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_library_unsigned_requests_verify, setup, teardown),
         };
 
         curl_global_init(CURL_GLOBAL_DEFAULT);

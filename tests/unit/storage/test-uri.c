@@ -71,6 +71,18 @@ static void test_s3_uris(void **state)
         parse_ok("s3://b.with.dots/p?path-style=false&endpoint=https://minio.local/", &u);
         assert_int_equal(u.addressing, KYB_S3_ADDRESSING_VIRTUAL);
         assert_string_equal(u.endpoint, "https://minio.local/");
+        assert_int_equal(u.payload, KYB_S3_PAYLOAD_AUTO);
+        assert_false(u.content_md5_set);
+        kyb_storage_uri_clear(&u);
+        parse_ok("s3://bkt?payload=unsigned&content-md5=true", &u);
+        assert_int_equal(u.payload, KYB_S3_PAYLOAD_UNSIGNED);
+        assert_true(u.content_md5_set);
+        assert_true(u.content_md5);
+        kyb_storage_uri_clear(&u);
+        parse_ok("s3://bkt?content-md5=0&payload=signed", &u);
+        assert_int_equal(u.payload, KYB_S3_PAYLOAD_SIGNED);
+        assert_true(u.content_md5_set);
+        assert_false(u.content_md5);
         kyb_storage_uri_clear(&u);
 }
 
@@ -86,7 +98,11 @@ static void test_s3_uris_refused(void **state)
         parse_bad("s3://bucket?region=a&region=b", "repeated");
         parse_bad("s3://bucket?region=us:east", "region");
         parse_bad("s3://bucket?region=", "region");
-        parse_bad("s3://bucket?path-style=maybe", "true or false");
+        parse_bad("s3://bucket?path-style=maybe", "path-style must be true or false");
+        parse_bad("s3://bucket?payload=auto", "payload must be signed or unsigned");
+        parse_bad("s3://bucket?payload=signed&payload=unsigned", "repeated");
+        parse_bad("s3://bucket?content-md5=yes", "content-md5 must be true or false");
+        parse_bad("s3://bucket?content-md5=true&content-md5=true", "repeated");
         parse_bad("s3://bucket?endpoint=ftp://x", "http:// or https://");
         parse_bad("s3://bucket?endpoint=http://h/path", "must not have a path");
         parse_bad("s3://bucket?endpoint=http://user@h", "plain");
