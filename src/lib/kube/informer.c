@@ -154,6 +154,12 @@ static bool unchanged(kyb_kube_informer *inf, const json_t *obj)
         return same;
 }
 
+static void report(kyb_kube_informer *inf, const kyb_error *err, int rc)
+{
+        if (inf->o.on_error && rc != -ECANCELED && err)
+                inf->o.on_error(inf->o.handlers.ctx, err);
+}
+
 static int relist(kyb_kube_informer *inf, kyb_error **err)
 {
         _cleanup_json_ json_t *items = NULL;
@@ -236,6 +242,9 @@ static int watch_loop(kyb_kube_informer *inf)
                         pthread_mutex_lock(&inf->mu);
                         inf->stats.failures += rc != -ECANCELED;
                         pthread_mutex_unlock(&inf->mu);
+                        /* an expired version is routine: relist, no alarm */
+                        if (rc != -ETIME)
+                                report(inf, err, rc);
                         return rc;
                 }
         }
@@ -249,7 +258,10 @@ static void *informer_thread(void *arg)
         while (!atomic_load(&inf->stop)) {
                 _cleanup_error_ kyb_error *err = NULL;
 
-                if (relist(inf, &err) < 0) {
+                int rc = relist(inf, &err);
+
+                if (rc < 0) {
+                        report(inf, err, rc);
                         if (!pause_ms(inf, jittered(backoff)))
                                 break;
                         backoff = KYB_MIN(backoff * 2, inf->o.backoff_max_ms);

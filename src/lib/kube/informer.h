@@ -35,6 +35,9 @@ typedef struct kyb_kube_informer_opts {
          * the object as it is. */
         json_t *(*transform)(const json_t *obj);
         kyb_kube_handlers handlers;
+        /* Optional: told about each failed list or watch (the informer
+         * retries by itself; library code does not log, its owner does). */
+        void (*on_error)(void *ctx, const kyb_error *err);
 } kyb_kube_informer_opts;
 
 typedef struct kyb_kube_informer_stats {

@@ -115,16 +115,20 @@ static bool try_acquire(kyb_kube_leader *l)
         int rc;
 
         rc = kyb_kube_get(l->c, &KYB_KUBE_LEASES, l->ns, l->name, &lease, &err);
-        if (rc == -ENOENT)
-                return create_lease(l, NULL) == 0;
-        if (rc < 0)
-                return false;
-        observe(l, lease);
-        holder = spec_str(lease, "holderIdentity");
-        if (holder && *holder && !same(holder, l->identity) &&
-            mono_ms() < l->observed_at + l->o.lease_ms)
-                return false; /* someone else holds a live lease */
-        return write_lease(l, lease, false, NULL) == 0;
+        if (rc == -ENOENT) {
+                kyb_error_freep(&err);
+                rc = create_lease(l, &err);
+        } else if (rc >= 0) {
+                observe(l, lease);
+                holder = spec_str(lease, "holderIdentity");
+                if (holder && *holder && !same(holder, l->identity) &&
+                    mono_ms() < l->observed_at + l->o.lease_ms)
+                        return false; /* someone else holds a live lease */
+                rc = write_lease(l, lease, false, &err);
+        }
+        if (rc < 0 && rc != -ESTALE && rc != -EEXIST && l->o.on_error)
+                l->o.on_error(l->o.ctx, err);
+        return rc >= 0;
 }
 
 static void release(kyb_kube_leader *l)

@@ -28,6 +28,9 @@ typedef struct kyb_kube_leader_opts {
          * a controller should stop acting at once. */
         void (*on_started)(void *ctx);
         void (*on_stopped)(void *ctx);
+        /* Optional: a failed read or write of the Lease other than losing a
+         * race (forbidden, unreachable): the election keeps trying. */
+        void (*on_error)(void *ctx, const kyb_error *err);
         void *ctx;
 } kyb_kube_leader_opts;
 

@@ -418,6 +418,11 @@ static void on_update(void *ctx, json_t *old, json_t *obj)
         on_change(ctx, obj);
 }
 
+static void on_api_error(void *ctx, const kyb_error *err)
+{
+        kyb_log_warn("watching CheckpointRequests: %s", kyb_error_message(err));
+}
+
 static int start_threads(kyb_nodectl *n, kyb_error **err)
 {
         n->workers = calloc(n->o.workers, sizeof(*n->workers));
@@ -437,7 +442,8 @@ int kyb_nodectl_start(kyb_kube_client *c, const kyb_nodectl_opts *opts,
 {
         kyb_nodectl *n = calloc(1, sizeof(*n));
         kyb_kube_informer_opts io = {.resource = &KYB_KUBE_CHECKPOINT_REQUESTS,
-                                     .handlers = {on_change, on_update, NULL, NULL}};
+                                     .handlers = {on_change, on_update, NULL, NULL},
+                                     .on_error = on_api_error};
         int rc;
 
         if (!n)

@@ -363,6 +363,11 @@ static void on_stopped(void *ctx)
         pthread_mutex_unlock(&op->mu);
 }
 
+static void on_api_error(void *ctx, const kyb_error *err)
+{
+        kyb_log_warn("%s", kyb_error_message(err));
+}
+
 static int health(void *ctx, kyb_error **err)
 {
         kyb_operator *op = ctx;
@@ -402,22 +407,26 @@ static int setup_informers(kyb_operator *op, kyb_error **err)
             .resource = &KYB_KUBE_CHECKPOINT_REQUESTS,
             .ns = op->cfg.watch_namespace,
             .handlers = {on_req_add, on_req_update, on_req_delete, op},
+            .on_error = on_api_error,
         };
         kyb_kube_informer_opts po = {
             .resource = &KYB_KUBE_PODS,
             .ns = op->cfg.watch_namespace,
             .transform = slim_pod,
             .handlers = {on_pod_add, on_pod_update, on_pod_add, op},
+            .on_error = on_api_error,
         };
         kyb_kube_informer_opts so = {
             .resource = &KYB_KUBE_RESTORE_REQUESTS,
             .ns = op->cfg.watch_namespace,
             .handlers = {on_rstr_add, on_rstr_update, NULL, op},
+            .on_error = on_api_error,
         };
         kyb_kube_informer_opts pol = {
             .resource = &KYB_KUBE_CHECKPOINT_POLICIES,
             .ns = op->cfg.watch_namespace,
             .handlers = {on_pol_add, on_pol_update, NULL, op},
+            .on_error = on_api_error,
         };
         int rc;
 
@@ -470,6 +479,7 @@ static int start_election(kyb_operator *op, kyb_error **err)
             .retry_ms = (unsigned)op->cfg.retry_ms,
             .on_started = on_started,
             .on_stopped = on_stopped,
+            .on_error = on_api_error,
             .ctx = op,
         };
 
