@@ -648,3 +648,38 @@ def test_policy_schedule_retention_suspend_delete(operator, k8s, tmp_path):
                                            "checkpointpolicies", pol)
     time.sleep(5)
     assert len(policy_requests(custom, pol)) == 2
+
+
+def test_policy_node_drain_and_before_termination(operator, k8s, tmp_path):
+    core, custom = k8s
+    app, pol = unique("app"), unique("pol")
+    node = unique("drain-node")
+    core.create_node({"metadata": {"name": node}})
+    try:
+        on_node, elsewhere = unique("p"), unique("p")
+        make_pod(core, on_node, node=node)
+        make_pod(core, elsewhere, node="node-a")
+        for p in (on_node, elsewhere):
+            core.patch_namespaced_pod(p, NS, {"metadata": {"labels": {"app": app}}})
+        make_policy(custom, pol, app, tmp_path, triggers={"onNodeDrain": True,
+                                                          "beforeTermination": True})
+        # beforeTermination: every matched pod is marked for the shim
+        wait_for(lambda: all((core.read_namespaced_pod(p, NS).metadata.annotations or {}).get(
+            "kybernate.io/checkpoint-before-termination") == pol for p in (on_node, elsewhere)),
+            what="before-termination marks")
+        time.sleep(1)
+        assert policy_requests(custom, pol) == []  # no schedule, nothing cordoned
+
+        # cordon the node: its pod (only) is checkpointed, once
+        core.patch_node(node, {"spec": {"unschedulable": True}})
+        reqs = wait_for(lambda: policy_requests(custom, pol), what="drain request")
+        assert [r["spec"]["podName"] for r in reqs] == [on_node]
+        uid = core.read_namespaced_pod(on_node, NS).metadata.uid
+        assert reqs[0]["metadata"]["name"] == f"{pol}-{on_node}-drain-{uid[:8]}"
+        finish(custom, reqs[0], tmp_path)
+        core.patch_node(node, {"spec": {"unschedulable": False}})
+        core.patch_node(node, {"spec": {"unschedulable": True}})
+        time.sleep(2)
+        assert len(policy_requests(custom, pol)) == 1
+    finally:
+        core.delete_node(node)

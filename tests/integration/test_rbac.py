@@ -193,6 +193,8 @@ def test_manifests_are_small_and_commented():
             # storage Secret by name and deletes the policy's old requests
             if rule["resources"] == ["secrets"] and d["metadata"]["name"] == "kybernate-operator":
                 assert rule["verbs"] == ["get"], rule
+            elif rule["resources"] == ["nodes"] and d["metadata"]["name"] == "kybernate-operator":
+                assert rule["verbs"] == ["get", "list", "watch"], rule  # drain trigger
             else:
                 assert not {"secrets", "configmaps", "serviceaccounts/token", "pods/exec",
                             "nodes"} & set(rule["resources"]), (d["metadata"]["name"], rule)
@@ -328,7 +330,9 @@ def test_operator_least_privilege(kube, rbac):
         (False, "delete", "pods", other, None),
         (False, "deletecollection", "pods", other, None),
         (False, "update", "pods", other, None),
-        (False, "patch", "pods", other, None),
+        (True, "patch", "pods", other, None),  # the beforeTermination mark
+        (True, "watch", "nodes", None, None),  # the drain trigger
+        (False, "update", "nodes", None, None),
         (False, "create", "pods", other, "exec"),
         (False, "create", "serviceaccounts", other, "token"),
         # the policy controller creates requests and its retention deletes them

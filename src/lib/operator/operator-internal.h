@@ -12,16 +12,17 @@
 #include "operator/operator.h"
 
 /* Label and annotations the operator puts on CheckpointRequests. */
-#define KYB_LABEL_NODE     "kybernate.io/node"
-#define KYB_ANNOT_POD_SPEC "kybernate.io/pod-spec"
-#define KYB_SIDECAR_NAME   "kybernate-sidecar"
-#define KYB_COMPONENT      "kybernate-operator"
-#define KYB_LABEL_RESTORE  "kybernate.io/restore-request"
-#define KYB_ANNOT_RESTORE  "kybernate.io/restore-from"
-#define KYB_ANNOT_CKPT_ID  "kybernate.io/checkpoint-id"
-#define KYB_ANNOT_GPU_MAP  "kybernate.io/gpu-mapping"
-#define KYB_FETCH_NAME     "kybernate-fetch"
-#define KYB_RESTORE_DIR    "/var/lib/kybernate/restore"
+#define KYB_LABEL_NODE        "kybernate.io/node"
+#define KYB_ANNOT_POD_SPEC    "kybernate.io/pod-spec"
+#define KYB_SIDECAR_NAME      "kybernate-sidecar"
+#define KYB_COMPONENT         "kybernate-operator"
+#define KYB_LABEL_RESTORE     "kybernate.io/restore-request"
+#define KYB_ANNOT_RESTORE     "kybernate.io/restore-from"
+#define KYB_ANNOT_CKPT_ID     "kybernate.io/checkpoint-id"
+#define KYB_ANNOT_GPU_MAP     "kybernate.io/gpu-mapping"
+#define KYB_FETCH_NAME        "kybernate-fetch"
+#define KYB_ANNOT_BEFORE_TERM "kybernate.io/checkpoint-before-termination"
+#define KYB_RESTORE_DIR       "/var/lib/kybernate/restore"
 
 /* Work queue keys carry their kind: "ckpt:ns/name", "rstr:ns/name". */
 #define OP_KIND_CKPT "ckpt:"
@@ -32,7 +33,7 @@ struct kyb_operator {
         kyb_operator_config cfg;
         kyb_kube_config *kcfg;
         kyb_kube_client *c;
-        kyb_kube_informer *requests, *restores, *policies, *pods;
+        kyb_kube_informer *requests, *restores, *policies, *pods, *nodes;
         kyb_workqueue *q;
         kyb_kube_leader *leader;
 

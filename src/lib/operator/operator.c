@@ -144,6 +144,32 @@ static void on_req_delete(void *ctx, json_t *obj)
         wake_policy(op, obj);
 }
 
+/* A node cordoned (or uncordoned) for a drain wakes every policy. */
+static void on_node_update(void *ctx, json_t *old, json_t *node)
+{
+        kyb_operator *op = ctx;
+        const json_t *was = json_object_get(json_object_get(old, "spec"), "unschedulable");
+        const json_t *is = json_object_get(json_object_get(node, "spec"), "unschedulable");
+        _cleanup_json_ json_t *all = NULL;
+        json_t *pol;
+        size_t i;
+
+        if (json_is_true(was) == json_is_true(is))
+                return;
+        all = kyb_kube_informer_list(op->policies);
+        json_array_foreach(all, i, pol) enqueue(op, OP_KIND_POL, pol);
+}
+
+static json_t *slim_node(const json_t *node)
+{
+        const json_t *meta = json_object_get(node, "metadata");
+
+        return json_pack(
+            "{s:{s:O*, s:O*}, s:{s:b}}", "metadata", "name", json_object_get(meta, "name"),
+            "resourceVersion", json_object_get(meta, "resourceVersion"), "spec", "unschedulable",
+            json_is_true(json_object_get(json_object_get(node, "spec"), "unschedulable")));
+}
+
 static void on_pol_add(void *ctx, json_t *obj)
 {
         enqueue(ctx, OP_KIND_POL, obj);
@@ -228,6 +254,8 @@ static json_t *slim_pod(const json_t *pod)
 {
         const json_t *meta = json_object_get(pod, "metadata"), *spec = json_object_get(pod, "spec");
         const json_t *st = json_object_get(pod, "status");
+        const char *mark = json_string_value(
+            json_object_get(json_object_get(meta, "annotations"), KYB_ANNOT_BEFORE_TERM));
         json_t *containers = json_array(), *c;
         size_t i;
 
@@ -237,12 +265,14 @@ static json_t *slim_pod(const json_t *pod)
                                       json_pack("{s:O*}", "name", json_object_get(c, "name")));
         }
         return json_pack(
-            "{s:{s:O*, s:O*, s:O*, s:O*, s:O*, s:O*}, s:{s:O*, s:o}, s:{s:O*, s:O*, s:o, s:o}}",
+            "{s:{s:O*, s:O*, s:O*, s:O*, s:O*, s:O*, s:o*}, s:{s:O*, s:o}, s:{s:O*, s:O*, s:o, "
+            "s:o}}",
             "metadata", "name", json_object_get(meta, "name"), "namespace",
             json_object_get(meta, "namespace"), "uid", json_object_get(meta, "uid"),
             "resourceVersion", json_object_get(meta, "resourceVersion"), "labels",
             json_object_get(meta, "labels"), "deletionTimestamp",
-            json_object_get(meta, "deletionTimestamp"), "spec", "nodeName",
+            json_object_get(meta, "deletionTimestamp"), "annotations",
+            mark ? json_pack("{s:s}", KYB_ANNOT_BEFORE_TERM, mark) : NULL, "spec", "nodeName",
             json_object_get(spec, "nodeName"), "containers", containers, "status", "phase",
             json_object_get(st, "phase"), "message", json_object_get(st, "message"),
             "containerStatuses", slim_statuses(json_object_get(st, "containerStatuses")),
@@ -428,9 +458,16 @@ static int setup_informers(kyb_operator *op, kyb_error **err)
             .handlers = {on_pol_add, on_pol_update, NULL, op},
             .on_error = on_api_error,
         };
+        kyb_kube_informer_opts no = {
+            .resource = &KYB_KUBE_NODES,
+            .transform = slim_node,
+            .handlers = {NULL, on_node_update, NULL, op},
+            .on_error = on_api_error,
+        };
         int rc;
 
-        if ((rc = kyb_kube_informer_new(op->c, &pol, &op->policies, err)) < 0 ||
+        if ((rc = kyb_kube_informer_new(op->c, &no, &op->nodes, err)) < 0 ||
+            (rc = kyb_kube_informer_new(op->c, &pol, &op->policies, err)) < 0 ||
             (rc = kyb_kube_informer_new(op->c, &ro, &op->requests, err)) < 0 ||
             (rc = kyb_kube_informer_new(op->c, &so, &op->restores, err)) < 0 ||
             (rc = kyb_kube_informer_new(op->c, &po, &op->pods, err)) < 0)
@@ -503,11 +540,13 @@ int kyb_operator_run(kyb_operator *op, kyb_error **err)
         if ((rc = kyb_kube_informer_start(op->requests, err)) < 0 ||
             (rc = kyb_kube_informer_start(op->restores, err)) < 0 ||
             (rc = kyb_kube_informer_start(op->policies, err)) < 0 ||
+            (rc = kyb_kube_informer_start(op->nodes, err)) < 0 ||
             (rc = kyb_kube_informer_start(op->pods, err)) < 0)
                 return rc;
         if (!kyb_kube_informer_wait_synced(op->requests, 60000) ||
             !kyb_kube_informer_wait_synced(op->restores, 60000) ||
             !kyb_kube_informer_wait_synced(op->policies, 60000) ||
+            !kyb_kube_informer_wait_synced(op->nodes, 60000) ||
             !kyb_kube_informer_wait_synced(op->pods, 60000))
                 return kyb_error_setf(err, ETIMEDOUT,
                                       "caches not synced within 60 s: is the API server reachable "
@@ -552,6 +591,7 @@ void kyb_operator_free(kyb_operator *op)
         kyb_kube_informer_free(op->requests);
         kyb_kube_informer_free(op->restores);
         kyb_kube_informer_free(op->policies);
+        kyb_kube_informer_free(op->nodes);
         kyb_kube_informer_free(op->pods);
         kyb_http_stop(op->http);
         kyb_metrics_free(op->metrics);

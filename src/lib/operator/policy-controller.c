@@ -393,6 +393,87 @@ static int64_t interval_ns(const pctx *p)
                NS_PER_S;
 }
 
+static bool trigger_on(const pctx *p, const char *name)
+{
+        return json_is_true(json_object_get(json_object_get(spec_of(p->pol), "triggers"), name));
+}
+
+static bool node_cordoned(const pctx *p, const json_t *pod)
+{
+        const char *node = sget(json_object_get(pod, "spec"), "nodeName");
+        _cleanup_json_ json_t *n = node ? kyb_kube_informer_get(p->op->nodes, node) : NULL;
+
+        return json_is_true(json_object_get(json_object_get(n, "spec"), "unschedulable"));
+}
+
+/*
+ * onNodeDrain: a pod on a cordoned node is checkpointed once (a request
+ * named after the pod's UID: a pod instance is drained at most once; its
+ * replacement elsewhere has another UID).
+ */
+static int drain_trigger(pctx *p, const json_t *pods, kyb_error **err)
+{
+        json_t *pod;
+        size_t i;
+        int rc;
+
+        json_array_foreach(pods, i, pod)
+        {
+                _cleanup_json_ json_t *req = NULL;
+                const char *name = kyb_kube_meta(pod, "name"), *uid = kyb_kube_meta(pod, "uid");
+                char rname[254];
+
+                if (!node_cordoned(p, pod) || has_active(p, name))
+                        continue;
+                if (!(req = new_request(p, name, 0)))
+                        return kyb_error_set(err, ENOMEM, "request");
+                snprintf(rname, sizeof(rname), "%.100s-%.100s-drain-%.8s", p->name, name,
+                         uid ? uid : "0");
+                json_object_set_new(json_object_get(req, "metadata"), "name", json_string(rname));
+                rc =
+                    kyb_kube_create(p->op->c, &KYB_KUBE_CHECKPOINT_REQUESTS, p->ns, req, NULL, err);
+                if (rc == -EEXIST) {
+                        kyb_error_freep(err);
+                        continue; /* this pod's drain checkpoint was made */
+                }
+                if (rc < 0)
+                        return kyb_error_wrap(err, rc, "drain request for pod %s", name);
+                kyb_log_info("checkpointpolicy %s/%s: node of pod %s is cordoned: %s", p->ns,
+                             p->name, name, rname);
+                json_object_set_new(p->status, "lastRequestName", json_string(rname));
+        }
+        return 0;
+}
+
+/* beforeTermination: the runtime shim checkpoints pods carrying this mark
+ * when their container is being stopped. */
+static int mark_pods(pctx *p, const json_t *pods, kyb_error **err)
+{
+        json_t *pod;
+        size_t i;
+        int rc;
+
+        json_array_foreach(pods, i, pod)
+        {
+                const char *mark =
+                    sget(json_object_get(json_object_get(pod, "metadata"), "annotations"),
+                         KYB_ANNOT_BEFORE_TERM);
+                _cleanup_json_ json_t *patch = NULL;
+
+                if (mark && !strcmp(mark, p->name))
+                        continue;
+                patch = json_pack("{s:{s:{s:s}}}", "metadata", "annotations", KYB_ANNOT_BEFORE_TERM,
+                                  p->name);
+                rc = kyb_kube_patch(p->op->c, &KYB_KUBE_PODS, p->ns, kyb_kube_meta(pod, "name"),
+                                    KYB_KUBE_PATCH_MERGE, patch, false, NULL, err);
+                if (rc < 0 && rc != -ENOENT)
+                        return kyb_error_wrap(err, rc, "marking pod %s",
+                                              kyb_kube_meta(pod, "name"));
+                kyb_error_freep(err);
+        }
+        return 0;
+}
+
 static int schedule(pctx *p, const json_t *pods, uint64_t *requeue_ms, kyb_error **err)
 {
         int64_t every = interval_ns(p);
@@ -405,6 +486,10 @@ static int schedule(pctx *p, const json_t *pods, uint64_t *requeue_ms, kyb_error
         kyb_kube_set_condition(p->status, "Suspended", suspended ? "True" : "False",
                                suspended ? "Suspended" : "Active",
                                suspended ? "spec.suspend is set" : "", generation(p->pol), p->now);
+        if (!suspended && trigger_on(p, "onNodeDrain") && (rc = drain_trigger(p, pods, err)) < 0)
+                return rc;
+        if (!suspended && trigger_on(p, "beforeTermination") && (rc = mark_pods(p, pods, err)) < 0)
+                return rc;
         if (suspended || every <= 0) {
                 json_object_del(p->status, "nextRunTime");
                 return 0;
