@@ -72,6 +72,7 @@ bench: setup build
 	$(PYTHON) bench/rpc.py --build $(BUILD_DIR)
 	$(PYTHON) bench/agent.py --build $(BUILD_DIR) $(AGENT_BENCH_ARGS)
 	$(PYTHON) bench/storage.py --build $(BUILD_DIR) $(STORAGE_BENCH_ARGS)
+	$(PYTHON) bench/operator.py --build $(BUILD_DIR) $(OPERATOR_BENCH_ARGS)
 
 valgrind: build
 	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
