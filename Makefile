@@ -19,7 +19,7 @@ help:
 	@echo "make setup       install build/test dependencies (idempotent, needs root)"
 	@echo "make build       build all binaries into $(BUILD_DIR)/"
 	@echo "make generate    generate protobuf-c code (done by build too)"
-	@echo "make test        setup + sanitizer build + unit and integration tests"
+	@echo "make test        setup + both builds + unit and integration tests"
 	@echo "make demo        setup + build + local checkpoint/restore demo"
 	@echo "make bench       run benchmarks, print ratio tables"
 	@echo "make fmt         reformat C sources with clang-format"
@@ -61,7 +61,10 @@ integration: build-asan fuzz-build
 	KYB_BUILD_DIR=$(abspath $(ASAN_DIR)) KYB_FUZZ_DIR=$(abspath $(FUZZ_DIR)) \
 	  $(PYTHON) -m pytest -ra $(PYTEST_ARGS) tests
 
+# The optimised build too: gcc warns about some things only at -O2, and
+# `make demo` / `make bench` use it.
 test: setup lint
+	$(MAKE) build
 	$(MAKE) unit
 	$(MAKE) integration
 

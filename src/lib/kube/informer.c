@@ -61,20 +61,35 @@ int kyb_kube_informer_new(kyb_kube_client *c, const kyb_kube_informer_opts *opts
 
 /* ---- cache updates (informer thread) ------------------------------------------ */
 
-static json_t *prepare(kyb_kube_informer *inf, json_t *obj)
+/* The object as cached: the caller's transform, and never managedFields
+ * (server-side apply bookkeeping no controller here reads, often the
+ * largest part of an object). */
+static json_t *prepare(kyb_kube_informer *inf, const json_t *obj)
 {
         json_t *t = inf->o.transform ? inf->o.transform(obj) : NULL;
 
-        return t ? t : json_incref(obj);
+        if (t)
+                return t;
+        if (!json_object_get(json_object_get(obj, "metadata"), "managedFields"))
+                return json_incref((json_t *)obj);
+        t = json_copy((json_t *)obj); /* shallow: only metadata is replaced */
+        if (t) {
+                json_t *meta = json_copy(json_object_get(obj, "metadata"));
+
+                json_object_del(meta, "managedFields");
+                json_object_set_new(t, "metadata", meta);
+        }
+        return t;
 }
 
-static void upsert(kyb_kube_informer *inf, json_t *raw)
+/* Caches an already prepared object and tells the handlers. */
+static void store(kyb_kube_informer *inf, json_t *obj)
 {
-        _cleanup_free_ char *key = kyb_kube_key(raw);
-        _cleanup_json_ json_t *obj = prepare(inf, raw), *old = NULL;
+        _cleanup_free_ char *key = kyb_kube_key(obj);
+        _cleanup_json_ json_t *old = NULL;
         const kyb_kube_handlers *h = &inf->o.handlers;
 
-        if (!key || !obj)
+        if (!key)
                 return;
         pthread_mutex_lock(&inf->mu);
         old = json_incref(json_object_get(inf->cache, key));
@@ -85,6 +100,14 @@ static void upsert(kyb_kube_informer *inf, json_t *raw)
                 h->on_update(h->ctx, old, obj);
         else if (!old && h->on_add)
                 h->on_add(h->ctx, obj);
+}
+
+static void upsert(kyb_kube_informer *inf, json_t *raw)
+{
+        _cleanup_json_ json_t *obj = prepare(inf, raw);
+
+        if (obj)
+                store(inf, obj);
 }
 
 static void removed(kyb_kube_informer *inf, const json_t *raw)
@@ -116,39 +139,31 @@ static int on_event(void *ctx, kyb_kube_event_type type, json_t *obj)
 }
 
 /* Whatever the cache holds that the fresh list lacks was deleted meanwhile. */
-static void drop_missing(kyb_kube_informer *inf, const json_t *items)
+static void drop_missing(kyb_kube_informer *inf, const json_t *fresh)
 {
-        _cleanup_json_ json_t *present = json_object(), *gone = json_array();
+        _cleanup_json_ json_t *gone = json_array();
         const char *key;
         json_t *obj;
         size_t i;
 
-        json_array_foreach(items, i, obj)
-        {
-                _cleanup_free_ char *k = kyb_kube_key(obj);
-
-                if (k)
-                        json_object_set(present, k, json_true());
-        }
         pthread_mutex_lock(&inf->mu);
         json_object_foreach(inf->cache, key, obj)
         {
-                if (!json_object_get(present, key))
+                if (!json_object_get(fresh, key))
                         json_array_append(gone, obj);
         }
         pthread_mutex_unlock(&inf->mu);
         json_array_foreach(gone, i, obj) removed(inf, obj);
 }
 
-static bool unchanged(kyb_kube_informer *inf, const json_t *obj)
+static bool unchanged(kyb_kube_informer *inf, const char *key, const json_t *obj)
 {
-        _cleanup_free_ char *key = kyb_kube_key(obj);
         const char *rv = kyb_kube_meta(obj, "resourceVersion");
         const char *old_rv;
         bool same;
 
         pthread_mutex_lock(&inf->mu);
-        old_rv = kyb_kube_meta(json_object_get(inf->cache, key ? key : ""), "resourceVersion");
+        old_rv = kyb_kube_meta(json_object_get(inf->cache, key), "resourceVersion");
         same = rv && old_rv && !strcmp(rv, old_rv);
         pthread_mutex_unlock(&inf->mu);
         return same;
@@ -160,26 +175,50 @@ static void report(kyb_kube_informer *inf, const kyb_error *err, int rc)
                 inf->o.on_error(inf->o.handlers.ctx, err);
 }
 
+typedef struct listing {
+        kyb_kube_informer *inf;
+        json_t *fresh; /* key -> prepared object */
+} listing;
+
+/* Each listed object is slimmed while its page is in memory: a list of
+ * 10,000 pods is never held whole. */
+static int collect(void *ctx, json_t *raw)
+{
+        listing *l = ctx;
+        _cleanup_free_ char *key = kyb_kube_key(raw);
+        json_t *obj;
+
+        if (!key)
+                return 0;
+        if (!(obj = prepare(l->inf, raw)))
+                return -ENOMEM;
+        return json_object_set_new(l->fresh, key, obj) < 0 ? -ENOMEM : 0;
+}
+
 static int relist(kyb_kube_informer *inf, kyb_error **err)
 {
-        _cleanup_json_ json_t *items = NULL;
+        _cleanup_json_ json_t *fresh = json_object();
+        listing l = {inf, fresh};
         char *rv = NULL;
+        const char *key;
         json_t *obj;
-        size_t i;
         int rc;
 
-        rc = kyb_kube_list(inf->c, inf->o.resource, inf->ns, &inf->o.list, &items, &rv, err);
+        if (!fresh)
+                return kyb_error_set(err, ENOMEM, "informer");
+        rc = kyb_kube_list_each(inf->c, inf->o.resource, inf->ns, &inf->o.list, collect, &l, &rv,
+                                err);
         pthread_mutex_lock(&inf->mu);
         inf->stats.lists++;
         inf->stats.failures += rc < 0;
         pthread_mutex_unlock(&inf->mu);
         if (rc < 0)
                 return rc;
-        drop_missing(inf, items);
-        json_array_foreach(items, i, obj)
+        drop_missing(inf, fresh);
+        json_object_foreach(fresh, key, obj)
         {
-                if (!unchanged(inf, obj))
-                        upsert(inf, obj);
+                if (!unchanged(inf, key, obj))
+                        store(inf, obj);
         }
         free(inf->rv);
         inf->rv = rv;

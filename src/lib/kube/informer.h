@@ -31,8 +31,9 @@ typedef struct kyb_kube_informer_opts {
         unsigned watch_timeout_s; /* 0: 300 */
         unsigned backoff_max_ms;  /* 0: 5000 */
         /* Optional: reduces each object before it is cached (drop fields the
-         * controller never reads). Returns a new reference or NULL to keep
-         * the object as it is. */
+         * controller never reads); it must keep metadata name, namespace and
+         * resourceVersion. Returns a new reference, or NULL to cache the
+         * object as it is minus metadata.managedFields (always dropped). */
         json_t *(*transform)(const json_t *obj);
         kyb_kube_handlers handlers;
         /* Optional: told about each failed list or watch (the informer

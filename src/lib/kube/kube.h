@@ -110,6 +110,13 @@ int kyb_kube_get(kyb_kube_client *c, const kyb_kube_resource *r, const char *ns,
 int kyb_kube_list(kyb_kube_client *c, const kyb_kube_resource *r, const char *ns,
                   const kyb_kube_list_opts *opts, json_t **items, char **resource_version,
                   kyb_error **err);
+/* The same, one page at a time: fn sees each object (borrowed) while its
+ * page is in memory, so a large list never is whole. A negative return
+ * stops the list with that errno. */
+typedef int (*kyb_kube_item_fn)(void *ctx, json_t *obj);
+int kyb_kube_list_each(kyb_kube_client *c, const kyb_kube_resource *r, const char *ns,
+                       const kyb_kube_list_opts *opts, kyb_kube_item_fn fn, void *ctx,
+                       char **resource_version, kyb_error **err);
 int kyb_kube_create(kyb_kube_client *c, const kyb_kube_resource *r, const char *ns,
                     const json_t *obj, json_t **out, kyb_error **err);
 /* PUT of the whole object; its metadata.resourceVersion makes it

@@ -78,43 +78,65 @@ static int list_page(kyb_kube_client *c, const char *base, const kyb_kube_list_o
         return kyb_kube_request(c, "GET", path, NULL, NULL, page, err);
 }
 
+static char *meta_dup(const json_t *meta, const char *k)
+{
+        const char *v = json_string_value(json_object_get(meta, k));
+
+        return v && *v ? strdup(v) : NULL;
+}
+
+int kyb_kube_list_each(kyb_kube_client *c, const kyb_kube_resource *r, const char *ns,
+                       const kyb_kube_list_opts *opts, kyb_kube_item_fn fn, void *ctx,
+                       char **resource_version, kyb_error **err)
+{
+        _cleanup_free_ char *base = NULL, *cont = NULL, *rv = NULL;
+        int rc;
+
+        if ((rc = kube_path(r, ns, NULL, NULL, &base, err)) < 0)
+                return rc;
+        do {
+                _cleanup_json_ json_t *page = NULL;
+                json_t *it, *obj;
+                size_t i;
+
+                if ((rc = list_page(c, base, opts, cont, &page, err)) < 0)
+                        return rc;
+                it = json_object_get(page, "items");
+                if (it && !json_is_array(it) && !json_is_null(it)) /* empty may say null */
+                        return kyb_error_setf(err, EBADMSG, "GET %s: items is not a list", base);
+                json_array_foreach(it, i, obj)
+                {
+                        if ((rc = fn(ctx, obj)) < 0)
+                                return kyb_error_set(err, -rc, "GET %s", base);
+                }
+                free(cont);
+                free(rv);
+                cont = meta_dup(json_object_get(page, "metadata"), "continue");
+                rv = meta_dup(json_object_get(page, "metadata"), "resourceVersion");
+        } while (cont);
+        if (resource_version)
+                *resource_version = TAKE_PTR(rv);
+        return 0;
+}
+
+static int append_item(void *ctx, json_t *obj)
+{
+        return json_array_append(ctx, obj) < 0 ? -ENOMEM : 0;
+}
+
 int kyb_kube_list(kyb_kube_client *c, const kyb_kube_resource *r, const char *ns,
                   const kyb_kube_list_opts *opts, json_t **items, char **resource_version,
                   kyb_error **err)
 {
         _cleanup_json_ json_t *all = json_array();
-        _cleanup_free_ char *base = NULL, *cont = NULL, *rv = NULL;
         int rc;
 
         if (!all)
                 return kyb_error_set(err, ENOMEM, "list");
-        if ((rc = kube_path(r, ns, NULL, NULL, &base, err)) < 0)
+        rc = kyb_kube_list_each(c, r, ns, opts, append_item, all, resource_version, err);
+        if (rc < 0)
                 return rc;
-        do {
-                _cleanup_json_ json_t *page = NULL;
-                json_t *meta, *it;
-
-                if ((rc = list_page(c, base, opts, cont, &page, err)) < 0)
-                        return rc;
-                meta = json_object_get(page, "metadata");
-                it = json_object_get(page, "items");
-                if (json_is_array(it))
-                        json_array_extend(all, it);
-                else if (it && !json_is_null(it)) /* an empty list may say null */
-                        return kyb_error_setf(err, EBADMSG, "GET %s: items is not a list", base);
-                free(cont);
-                free(rv);
-                cont = json_string_value(json_object_get(meta, "continue")) &&
-                               *json_string_value(json_object_get(meta, "continue"))
-                           ? strdup(json_string_value(json_object_get(meta, "continue")))
-                           : NULL;
-                rv = json_string_value(json_object_get(meta, "resourceVersion"))
-                         ? strdup(json_string_value(json_object_get(meta, "resourceVersion")))
-                         : NULL;
-        } while (cont);
         *items = TAKE_PTR(all);
-        if (resource_version)
-                *resource_version = TAKE_PTR(rv);
         return 0;
 }
 

@@ -29,7 +29,9 @@ struct kyb_nodectl {
         size_t n_workers;
 
         pthread_mutex_t mu;
-        json_t *running; /* keys this process is checkpointing: set */
+        json_t *running;  /* keys this process is checkpointing: set */
+        json_t *finished; /* key -> checkpoint ID this process checkpointed, until
+                             the cache shows it past Checkpointing */
 };
 
 static int64_t now_ns(void)
@@ -246,6 +248,27 @@ static bool is_running(kyb_nodectl *n, const char *key)
         return r;
 }
 
+static void set_finished(kyb_nodectl *n, const char *key, const char *id)
+{
+        pthread_mutex_lock(&n->mu);
+        if (id)
+                json_object_set_new(n->finished, key, json_string(id));
+        else
+                json_object_del(n->finished, key);
+        pthread_mutex_unlock(&n->mu);
+}
+
+/* Did this process already checkpoint this request (the cache lags)? */
+static bool was_finished(kyb_nodectl *n, const char *key, const char *id)
+{
+        bool r;
+
+        pthread_mutex_lock(&n->mu);
+        r = id && !strcmp(json_string_value(json_object_get(n->finished, key)) ?: "", id);
+        pthread_mutex_unlock(&n->mu);
+        return r;
+}
+
 static int checkpoint(kyb_nodectl *n, const char *key, const json_t *req)
 {
         const char *ns = kyb_kube_meta(req, "namespace"), *name = kyb_kube_meta(req, "name");
@@ -253,9 +276,10 @@ static int checkpoint(kyb_nodectl *n, const char *key, const json_t *req)
         _cleanup_json_ json_t *result = json_object();
         int rc;
 
-        mark_running(n, key, true);
+        /* The caller marked the key running before it claimed it. */
         kyb_log_info("checkpointrequest %s: checkpointing", key);
         rc = run_job(n, req, result, &err);
+        set_finished(n, key, sget(json_object_get(req, "status"), "checkpointID"));
         mark_running(n, key, false);
         if (rc < 0) {
                 _cleanup_free_ char *msg = NULL;
@@ -284,9 +308,14 @@ static int claim(kyb_nodectl *n, const char *key, const json_t *req)
         int rc;
 
         /* Conditional on the cached resourceVersion: of two agents (or two
-         * workers after a relist) only one wins the claim. */
+         * workers after a relist) only one wins the claim. Marked running
+         * first, so the claim's own watch event never looks like a request
+         * a dead agent left behind. */
         edit_checkpointing(st, claimed, NULL);
+        mark_running(n, key, true);
         rc = kyb_kube_update_status(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, claimed, NULL, &err);
+        if (rc < 0)
+                mark_running(n, key, false);
         if (rc == -ESTALE)
                 return 0; /* someone moved it on; its next event tells us what */
         if (rc < 0) {
@@ -351,15 +380,27 @@ static int uploading(kyb_nodectl *n, const char *key, const json_t *req, uint64_
 }
 
 /* A request left in Checkpointing by a previous agent process. */
-static int resume(kyb_nodectl *n, const char *key, const json_t *req)
+static int resume(kyb_nodectl *n, const char *key, const json_t *cached)
 {
-        const json_t *st = json_object_get(req, "status");
-        const char *ns = kyb_kube_meta(req, "namespace"), *name = kyb_kube_meta(req, "name");
-        _cleanup_json_ json_t *result = json_object();
+        const char *ns = kyb_kube_meta(cached, "namespace"), *name = kyb_kube_meta(cached, "name");
+        _cleanup_json_ json_t *result = json_object(), *req = NULL;
         _cleanup_error_ kyb_error *err = NULL;
+        const json_t *st;
+        int rc;
 
-        if (!n->engine.exists(n->engine.ctx, sget(st, "checkpointID") ?: "", result))
+        if (was_finished(n, key, sget(json_object_get(cached, "status"), "checkpointID")))
+                return 0; /* our own run ended; the cache has not caught up */
+        /* Decide on the live object, never on a possibly stale cache. */
+        if ((rc = kyb_kube_get(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, ns, name, &req, &err)) < 0)
+                return rc == -ENOENT ? 0 : rc;
+        st = json_object_get(req, "status");
+        if (strcmp(sget(st, "phase") ?: "", "Checkpointing") ||
+            strcmp(sget(st, "nodeName") ?: "", n->node))
+                return 0;
+        if (!n->engine.exists(n->engine.ctx, sget(st, "checkpointID") ?: "", result)) {
+                mark_running(n, key, true);
                 return checkpoint(n, key, req); /* the old run rolled back: again */
+        }
         kyb_log_info("checkpointrequest %s: found committed after a restart", key);
         return write_status(n, ns, name, "Checkpointing", edit_uploading, result, &err);
 }
@@ -377,6 +418,8 @@ static int reconcile(kyb_nodectl *n, const char *key, uint64_t *requeue)
                 return claim(n, key, req);
         if (!strcmp(phase, "Checkpointing") && !is_running(n, key))
                 return resume(n, key, req);
+        if (strcmp(phase, "Checkpointing"))
+                set_finished(n, key, NULL); /* the cache caught up */
         if (!strcmp(phase, "Uploading"))
                 return uploading(n, key, req, requeue);
         return 0;
@@ -458,9 +501,10 @@ int kyb_nodectl_start(kyb_kube_client *c, const kyb_nodectl_opts *opts,
         n->runtime = strdup(opts->container_runtime ? opts->container_runtime : "containerd");
         pthread_mutex_init(&n->mu, NULL);
         n->running = json_object();
+        n->finished = json_object();
         n->q =
             kyb_workqueue_new(&(kyb_workqueue_opts){.base_delay_ms = 100, .max_delay_ms = 30000});
-        if (!n->node || !n->result_dir || !n->runtime || !n->running || !n->q ||
+        if (!n->node || !n->result_dir || !n->runtime || !n->running || !n->finished || !n->q ||
             asprintf(&n->selector, "kybernate.io/node=%s", n->node) < 0) {
                 kyb_nodectl_free(n);
                 return kyb_error_set(err, ENOMEM, "node controller");
@@ -489,6 +533,7 @@ void kyb_nodectl_free(kyb_nodectl *n)
         free(n->workers);
         kyb_workqueue_free(n->q);
         json_decref(n->running);
+        json_decref(n->finished);
         pthread_mutex_destroy(&n->mu);
         free(n->node);
         free(n->result_dir);

@@ -205,12 +205,17 @@ static char *pod_name_for(const rctx *r, const json_t *ckpt)
 
 static int create_pod(rctx *r, const json_t *ckpt, const char *pod_name, kyb_error **err)
 {
-        const char *text = json_string_value(json_object_get(
-            json_object_get(json_object_get(ckpt, "metadata"), "annotations"), KYB_ANNOT_POD_SPEC));
-        _cleanup_json_ json_t *spec = text ? json_loads(text, 0, NULL) : NULL;
-        _cleanup_json_ json_t *pod = NULL, *existing = NULL;
-        const char *owner;
+        _cleanup_json_ json_t *pod = NULL, *existing = NULL, *full = NULL, *spec = NULL;
+        const char *text, *owner;
         int rc;
+
+        /* The cache keeps requests without the (large) pod spec: read it. */
+        if ((rc = kyb_kube_get(r->op->c, &KYB_KUBE_CHECKPOINT_REQUESTS, r->ns,
+                               kyb_kube_meta(ckpt, "name"), &full, err)) < 0)
+                return rc;
+        text = json_string_value(json_object_get(
+            json_object_get(json_object_get(full, "metadata"), "annotations"), KYB_ANNOT_POD_SPEC));
+        spec = text ? json_loads(text, 0, NULL) : NULL;
 
         if (!json_is_object(spec))
                 return fail(r, "SourceIncomplete", err,
