@@ -18,22 +18,7 @@
 #include "base/log.h"
 #include "operator/operator-internal.h"
 
-typedef struct rctx {
-        kyb_operator *op;
-        json_t *req;    /* cached object, borrowed */
-        json_t *status; /* what we will write: a copy */
-        const char *ns, *name;
-        int64_t now;
-        uint64_t *requeue_ms;
-} rctx;
-
-int64_t op_now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+typedef op_rctx rctx;
 
 char *ckpt_pod_key(const json_t *req)
 {
@@ -47,94 +32,26 @@ char *ckpt_pod_key(const json_t *req)
         return key;
 }
 
-static const char *sget(const json_t *o, const char *k)
-{
-        return json_string_value(json_object_get(o, k));
-}
-
-static int64_t generation(const json_t *obj)
-{
-        return json_integer_value(json_object_get(json_object_get(obj, "metadata"), "generation"));
-}
-
-static void set_time(json_t *status, const char *field, int64_t ns)
-{
-        char buf[40];
-
-        kyb_kube_format_time(ns, false, buf);
-        json_object_set_new(status, field, json_string(buf));
-}
-
 /* ---- writes ----------------------------------------------------------------------- */
-
-static int write_status(rctx *r, const json_t *base, kyb_error **err)
-{
-        _cleanup_json_ json_t *obj = json_deep_copy(base ? base : r->req);
-        int rc;
-
-        if (!obj)
-                return kyb_error_set(err, ENOMEM, "status");
-        json_object_set(obj, "status", r->status);
-        json_object_set_new(r->status, "observedGeneration", json_integer(generation(obj)));
-        rc = kyb_kube_update_status(r->op->c, &KYB_KUBE_CHECKPOINT_REQUESTS, obj, NULL, err);
-        if (rc >= 0)
-                kyb_metric_add(r->op->transitions, sget(r->status, "phase"), 1);
-        return rc;
-}
-
-static void event(rctx *r, const char *type, const char *reason, const char *msg)
-{
-        _cleanup_error_ kyb_error *err = NULL;
-
-        /* Events are best effort: a lost one must not fail the request. */
-        if (kyb_kube_event(r->op->c, r->req, type, reason, KYB_COMPONENT, msg, &err) < 0)
-                kyb_log_debug("event %s on %s/%s: %s", reason, r->ns, r->name,
-                              kyb_error_message(err));
-}
-
-static int fail(rctx *r, const char *reason, kyb_error **err, const char *fmt, ...) _printf_(4, 5);
-
-static int fail(rctx *r, const char *reason, kyb_error **err, const char *fmt, ...)
-{
-        _cleanup_free_ char *msg = NULL;
-        va_list ap;
-        int rc;
-
-        va_start(ap, fmt);
-        rc = vasprintf(&msg, fmt, ap);
-        va_end(ap);
-        if (rc < 0)
-                return kyb_error_set(err, ENOMEM, "failing request");
-        json_object_set_new(r->status, "phase", json_string("Failed"));
-        json_object_set_new(r->status, "message", json_string(msg));
-        set_time(r->status, "completionTime", r->now);
-        kyb_kube_set_condition(r->status, "Ready", "False", reason, msg, generation(r->req),
-                               r->now);
-        if ((rc = write_status(r, NULL, err)) < 0)
-                return rc;
-        kyb_log_info("checkpointrequest %s/%s failed: %s: %s", r->ns, r->name, reason, msg);
-        event(r, "Warning", reason, msg);
-        return 0;
-}
 
 /* ---- Pending ------------------------------------------------------------------------ */
 
 static int to_pending(rctx *r, kyb_error **err)
 {
         json_object_set_new(r->status, "phase", json_string("Pending"));
-        set_time(r->status, "startTime", r->now);
+        op_set_time(r->status, "startTime", r->now);
         json_object_set_new(r->status, "message", json_string("waiting for the pod"));
         kyb_kube_set_condition(r->status, "Scheduled", "False", "Pending", "waiting for the pod",
-                               generation(r->req), r->now);
+                               op_generation(r->obj), r->now);
         kyb_kube_set_condition(r->status, "Ready", "False", "Pending", "not checkpointed yet",
-                               generation(r->req), r->now);
+                               op_generation(r->obj), r->now);
         *r->requeue_ms = 1; /* go on at once with the fresh object */
-        return write_status(r, NULL, err);
+        return op_write_status(r, NULL, err);
 }
 
 static int64_t started_ns(const rctx *r)
 {
-        const char *s = sget(r->status, "startTime");
+        const char *s = op_sget(r->status, "startTime");
         int64_t t = r->now;
 
         /* Status times have whole seconds: round up so that a deadline is
@@ -153,7 +70,7 @@ static const char *pick_container(const json_t *pod, const char *want)
 
         json_array_foreach(json_object_get(json_object_get(pod, "spec"), "containers"), i, c)
         {
-                const char *n = sget(c, "name");
+                const char *n = op_sget(c, "name");
 
                 if (n && (want ? !strcmp(n, want) : strcmp(n, KYB_SIDECAR_NAME) != 0))
                         return n;
@@ -169,17 +86,17 @@ static bool container_running(const json_t *pod, const char *name)
         json_array_foreach(json_object_get(json_object_get(pod, "status"), "containerStatuses"), i,
                            cs)
         {
-                if (!strcmp(sget(cs, "name") ?: "", name))
+                if (!strcmp(op_sget(cs, "name") ?: "", name))
                         return json_object_get(json_object_get(cs, "state"), "running") &&
-                               sget(cs, "containerID");
+                               op_sget(cs, "containerID");
         }
         return false;
 }
 
 static char *checkpoint_id(const rctx *r)
 {
-        const char *want = sget(json_object_get(r->req, "spec"), "checkpointID");
-        const char *uid = kyb_kube_meta(r->req, "uid");
+        const char *want = op_sget(json_object_get(r->obj, "spec"), "checkpointID");
+        const char *uid = kyb_kube_meta(r->obj, "uid");
         char *id = NULL;
 
         if (want)
@@ -205,7 +122,7 @@ static char *pod_spec_annotation(kyb_operator *op, const char *ns, const char *p
 
 static int assign(rctx *r, const json_t *pod, const char *container, kyb_error **err)
 {
-        const char *node = sget(json_object_get(pod, "spec"), "nodeName");
+        const char *node = op_sget(json_object_get(pod, "spec"), "nodeName");
         _cleanup_free_ char *spec = NULL, *id = checkpoint_id(r), *msg = NULL;
         _cleanup_json_ json_t *patch = NULL, *patched = NULL;
         int rc;
@@ -216,7 +133,7 @@ static int assign(rctx *r, const json_t *pod, const char *container, kyb_error *
          * (a stale leader, a duplicate key) gets a conflict instead of
          * scheduling the request again on top of the first. */
         patch = json_pack("{s:{s:s?, s:{s:s}, s:{s:s}}}", "metadata", "resourceVersion",
-                          kyb_kube_meta(r->req, "resourceVersion"), "labels", KYB_LABEL_NODE, node,
+                          kyb_kube_meta(r->obj, "resourceVersion"), "labels", KYB_LABEL_NODE, node,
                           "annotations", KYB_ANNOT_POD_SPEC, spec);
         if ((rc = kyb_kube_patch(r->op->c, &KYB_KUBE_CHECKPOINT_REQUESTS, r->ns, r->name,
                                  KYB_KUBE_PATCH_MERGE, patch, false, &patched, err)) < 0)
@@ -229,12 +146,12 @@ static int assign(rctx *r, const json_t *pod, const char *container, kyb_error *
         json_object_set_new(r->status, "containerName", json_string(container));
         json_object_set_new(r->status, "checkpointID", json_string(id));
         json_object_set_new(r->status, "message", json_string(msg));
-        kyb_kube_set_condition(r->status, "Scheduled", "True", "Scheduled", msg, generation(r->req),
-                               r->now);
-        if ((rc = write_status(r, patched, err)) < 0)
+        kyb_kube_set_condition(r->status, "Scheduled", "True", "Scheduled", msg,
+                               op_generation(r->obj), r->now);
+        if ((rc = op_write_status(r, patched, err)) < 0)
                 return rc;
         kyb_log_info("checkpointrequest %s/%s: %s", r->ns, r->name, msg);
-        event(r, "Normal", "Scheduled", msg);
+        op_event(r, "Normal", "Scheduled", msg);
         return 0;
 }
 
@@ -247,30 +164,30 @@ static uint64_t ms_left(const rctx *r, int64_t since, int64_t limit_ms)
 
 static int reconcile_pending(rctx *r, kyb_error **err)
 {
-        const json_t *spec = json_object_get(r->req, "spec");
-        _cleanup_free_ char *pod_key = ckpt_pod_key(r->req);
+        const json_t *spec = json_object_get(r->obj, "spec");
+        _cleanup_free_ char *pod_key = ckpt_pod_key(r->obj);
         _cleanup_json_ json_t *pod = pod_key ? kyb_kube_informer_get(r->op->pods, pod_key) : NULL;
         int64_t since = started_ns(r);
         const char *phase, *container;
 
         if (!pod) {
                 if (r->now - since >= r->op->cfg.pod_wait_ms * 1000000)
-                        return fail(r, "PodNotFound", err, "pod %s not found",
-                                    sget(spec, "podName"));
+                        return op_fail(r, "PodNotFound", err, "pod %s not found",
+                                       op_sget(spec, "podName"));
                 *r->requeue_ms = ms_left(r, since, r->op->cfg.pod_wait_ms);
                 return 0;
         }
-        phase = sget(json_object_get(pod, "status"), "phase");
+        phase = op_sget(json_object_get(pod, "status"), "phase");
         if (phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed")))
-                return fail(r, "PodNotRunning", err, "pod %s has terminated (%s)",
-                            sget(spec, "podName"), phase);
-        container = pick_container(pod, sget(spec, "containerName"));
+                return op_fail(r, "PodNotRunning", err, "pod %s has terminated (%s)",
+                               op_sget(spec, "podName"), phase);
+        container = pick_container(pod, op_sget(spec, "containerName"));
         if (!container)
-                return fail(r, "ContainerNotFound", err, "pod %s has no container %s",
-                            sget(spec, "podName"),
-                            sget(spec, "containerName") ?: "(other than the sidecar)");
-        if (!sget(json_object_get(pod, "spec"), "nodeName") || !phase || strcmp(phase, "Running") ||
-            !container_running(pod, container)) {
+                return op_fail(r, "ContainerNotFound", err, "pod %s has no container %s",
+                               op_sget(spec, "podName"),
+                               op_sget(spec, "containerName") ?: "(other than the sidecar)");
+        if (!op_sget(json_object_get(pod, "spec"), "nodeName") || !phase ||
+            strcmp(phase, "Running") || !container_running(pod, container)) {
                 *r->requeue_ms = ms_left(r, since, r->op->cfg.request_timeout_ms);
                 return 0; /* the pod's next change wakes us */
         }
@@ -281,47 +198,48 @@ static int reconcile_pending(rctx *r, kyb_error **err)
 
 static int reconcile_assigned(rctx *r, const char *phase, kyb_error **err)
 {
-        _cleanup_free_ char *pod_key = ckpt_pod_key(r->req);
+        _cleanup_free_ char *pod_key = ckpt_pod_key(r->obj);
         _cleanup_json_ json_t *pod = pod_key ? kyb_kube_informer_get(r->op->pods, pod_key) : NULL;
-        const char *uid = sget(r->status, "podUID");
+        const char *uid = op_sget(r->status, "podUID");
 
         /* Before the agent starts, a vanished pod fails the request here;
          * once it runs, the agent reports what happened to the dump. */
         if (!strcmp(phase, "Scheduled") &&
             (!pod || (uid && strcmp(uid, kyb_kube_meta(pod, "uid") ?: ""))))
-                return fail(r, "PodDeleted", err, "pod %s was deleted before the checkpoint",
-                            sget(json_object_get(r->req, "spec"), "podName"));
+                return op_fail(r, "PodDeleted", err, "pod %s was deleted before the checkpoint",
+                               op_sget(json_object_get(r->obj, "spec"), "podName"));
         if (r->now - started_ns(r) >= r->op->cfg.request_timeout_ms * 1000000)
-                return fail(r, "Timeout", err, "not finished within %lld s (phase %s)",
-                            (long long)(r->op->cfg.request_timeout_ms / 1000), phase);
+                return op_fail(r, "Timeout", err, "not finished within %lld s (phase %s)",
+                               (long long)(r->op->cfg.request_timeout_ms / 1000), phase);
         *r->requeue_ms = ms_left(r, started_ns(r), r->op->cfg.request_timeout_ms);
         return 0;
+}
+
+static int dispatch(rctx *r, kyb_error **err)
+{
+        const char *phase = op_sget(r->status, "phase");
+
+        if (!phase)
+                return to_pending(r, err);
+        if (!strcmp(phase, "Pending"))
+                return reconcile_pending(r, err);
+        if (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"))
+                return 0;
+        return reconcile_assigned(r, phase, err);
 }
 
 int ckpt_reconcile(kyb_operator *op, const char *key, uint64_t *requeue_ms, kyb_error **err)
 {
         _cleanup_json_ json_t *req = kyb_kube_informer_get(op->requests, key);
-        _cleanup_json_ json_t *status = NULL;
-        rctx r = {.op = op, .req = req, .now = op_now_ns(), .requeue_ms = requeue_ms};
-        const char *phase;
+        rctx r;
+        int rc;
 
         *requeue_ms = 0;
         if (!req)
                 return 0; /* deleted: nothing to do */
-        status = json_is_object(json_object_get(req, "status"))
-                     ? json_deep_copy(json_object_get(req, "status"))
-                     : json_object();
-        if (!status)
-                return kyb_error_set(err, ENOMEM, "status");
-        r.status = status;
-        r.ns = kyb_kube_meta(req, "namespace");
-        r.name = kyb_kube_meta(req, "name");
-        phase = sget(status, "phase");
-        if (!phase)
-                return to_pending(&r, err);
-        if (!strcmp(phase, "Pending"))
-                return reconcile_pending(&r, err);
-        if (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"))
-                return 0;
-        return reconcile_assigned(&r, phase, err);
+        if ((rc = op_rctx_init(&r, op, &KYB_KUBE_CHECKPOINT_REQUESTS, req, requeue_ms, err)) < 0)
+                return rc;
+        rc = dispatch(&r, err);
+        op_rctx_clear(&r);
+        return rc;
 }

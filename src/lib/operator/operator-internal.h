@@ -52,6 +52,34 @@ struct kyb_operator {
         size_t n_workers;
 };
 
+/* One reconcile of one object: the controllers share the status plumbing
+ * (reconcile.c). */
+typedef struct op_rctx {
+        kyb_operator *op;
+        const kyb_kube_resource *res;
+        json_t *obj;    /* the cached object, borrowed */
+        json_t *status; /* what will be written: a copy, owned */
+        const char *ns, *name;
+        int64_t now;
+        uint64_t *requeue_ms;
+} op_rctx;
+
+int op_rctx_init(op_rctx *r, kyb_operator *op, const kyb_kube_resource *res, json_t *obj,
+                 uint64_t *requeue_ms, kyb_error **err);
+void op_rctx_clear(op_rctx *r);
+/* PUT /status of base (NULL: the cached object) carrying r->status. */
+int op_write_status(op_rctx *r, const json_t *base, kyb_error **err);
+/* Best effort. */
+void op_event(op_rctx *r, const char *type, const char *reason, const char *msg);
+/* Phase Failed, Ready=False with the reason, completionTime, a Warning Event. */
+int op_fail(op_rctx *r, const char *reason, kyb_error **err, const char *fmt, ...) _printf_(4, 5);
+
+int64_t op_now_ns(void);
+const char *op_sget(const json_t *o, const char *k);
+int64_t op_generation(const json_t *obj);
+void op_set_time(json_t *st, const char *field, int64_t ns);
+int64_t op_time_of(const json_t *o, const char *field, int64_t dflt);
+
 /* policy-controller.c */
 int pol_reconcile(kyb_operator *op, const char *key, uint64_t *requeue_ms, kyb_error **err);
 
@@ -62,5 +90,3 @@ int rstr_reconcile(kyb_operator *op, const char *key, uint64_t *requeue_ms, kyb_
 int ckpt_reconcile(kyb_operator *op, const char *key, uint64_t *requeue_ms, kyb_error **err);
 /* The "ns/pod" a CheckpointRequest names, malloc'd. */
 char *ckpt_pod_key(const json_t *req);
-
-int64_t op_now_ns(void);

@@ -33,39 +33,14 @@ typedef struct pctx {
         json_t *requests; /* this policy's CheckpointRequests */
 } pctx;
 
-static const char *sget(const json_t *o, const char *k)
-{
-        return json_string_value(json_object_get(o, k));
-}
-
 static const json_t *spec_of(const json_t *o)
 {
         return json_object_get(o, "spec");
 }
 
-static int64_t generation(const json_t *obj)
-{
-        return json_integer_value(json_object_get(json_object_get(obj, "metadata"), "generation"));
-}
-
-static int64_t time_of(const json_t *o, const char *field, int64_t dflt)
-{
-        int64_t t;
-
-        return kyb_kube_parse_time(sget(o, field), &t) == 0 ? t : dflt;
-}
-
-static void set_time(json_t *st, const char *field, int64_t ns)
-{
-        char buf[40];
-
-        kyb_kube_format_time(ns, false, buf);
-        json_object_set_new(st, field, json_string(buf));
-}
-
 static const char *phase_of(const json_t *req)
 {
-        return sget(json_object_get(req, "status"), "phase") ?: "Pending";
+        return op_sget(json_object_get(req, "status"), "phase") ?: "Pending";
 }
 
 /* ---- what the policy covers ------------------------------------------------------------ */
@@ -78,7 +53,7 @@ static json_t *policy_requests(pctx *p)
 
         json_array_foreach(all, i, r)
         {
-                const char *pol = sget(json_object_get(spec_of(r), "policyRef"), "name");
+                const char *pol = op_sget(json_object_get(spec_of(r), "policyRef"), "name");
 
                 if (pol && !strcmp(pol, p->name) &&
                     !strcmp(kyb_kube_meta(r, "namespace") ?: "", p->ns))
@@ -100,7 +75,7 @@ static int matched_pods(pctx *p, json_t **out, kyb_error **err)
                 int rc;
 
                 if (strcmp(kyb_kube_meta(pod, "namespace") ?: "", p->ns) ||
-                    strcmp(sget(json_object_get(pod, "status"), "phase") ?: "", "Running") ||
+                    strcmp(op_sget(json_object_get(pod, "status"), "phase") ?: "", "Running") ||
                     json_object_get(json_object_get(pod, "metadata"), "deletionTimestamp"))
                         continue;
                 rc = kyb_kube_selector_matches(
@@ -123,7 +98,7 @@ static bool has_active(const pctx *p, const char *pod)
         {
                 const char *ph = phase_of(r);
 
-                if (!strcmp(sget(spec_of(r), "podName") ?: "", pod) && strcmp(ph, "Succeeded") &&
+                if (!strcmp(op_sget(spec_of(r), "podName") ?: "", pod) && strcmp(ph, "Succeeded") &&
                     strcmp(ph, "Failed"))
                         return true;
         }
@@ -146,7 +121,7 @@ static json_t *new_request(const pctx *p, const char *pod, int64_t slot)
                       "metadata", "name", name, "namespace", p->ns, "labels", LABEL_POLICY, p->name,
                       "spec", "podName", pod, "options", json_object_get(spec, "defaultOptions"),
                       "policyRef", "name", p->name, "storage", json_object_get(spec, "storage"));
-        if (req && sget(spec, "containerName"))
+        if (req && op_sget(spec, "containerName"))
                 json_object_set(json_object_get(req, "spec"), "containerName",
                                 json_object_get(spec, "containerName"));
         return req;
@@ -183,7 +158,7 @@ static int run_schedule(pctx *p, const json_t *pods, int64_t slot, kyb_error **e
         if (made) {
                 kyb_log_info("checkpointpolicy %s/%s: %d request(s) for slot %lld", p->ns, p->name,
                              made, (long long)(slot / NS_PER_S));
-                set_time(p->status, "lastRunTime", p->now);
+                op_set_time(p->status, "lastRunTime", p->now);
         }
         return made;
 }
@@ -193,14 +168,14 @@ static int run_schedule(pctx *p, const json_t *pods, int64_t slot, kyb_error **e
 static int by_completion_desc(const void *a, const void *b)
 {
         const json_t *ra = *(json_t *const *)a, *rb = *(json_t *const *)b;
-        int64_t ta = time_of(json_object_get(ra, "status"), "completionTime", 0);
-        int64_t tb = time_of(json_object_get(rb, "status"), "completionTime", 0);
+        int64_t ta = op_time_of(json_object_get(ra, "status"), "completionTime", 0);
+        int64_t tb = op_time_of(json_object_get(rb, "status"), "completionTime", 0);
 
         if (ta != tb)
                 return ta < tb ? 1 : -1;
         /* Whole-second times tie often: then the later creation is newer. */
-        ta = time_of(json_object_get(ra, "metadata"), "creationTimestamp", 0);
-        tb = time_of(json_object_get(rb, "metadata"), "creationTimestamp", 0);
+        ta = op_time_of(json_object_get(ra, "metadata"), "creationTimestamp", 0);
+        tb = op_time_of(json_object_get(rb, "metadata"), "creationTimestamp", 0);
         if (ta != tb)
                 return ta < tb ? 1 : -1;
         return -strcmp(kyb_kube_meta(ra, "name") ?: "", kyb_kube_meta(rb, "name") ?: "");
@@ -208,7 +183,7 @@ static int by_completion_desc(const void *a, const void *b)
 
 static char *secret_value(const json_t *secret, const char *key)
 {
-        const char *b64 = sget(json_object_get(secret, "data"), key);
+        const char *b64 = op_sget(json_object_get(secret, "data"), key);
         size_t n = b64 ? strlen(b64) : 0;
         char *out;
         int got;
@@ -245,11 +220,11 @@ static int split_artifact(const char *uri, char **location, char **key)
 static int delete_artifact(pctx *p, const char *uri, kyb_error **err)
 {
         const json_t *st = json_object_get(spec_of(p->pol), "storage");
-        const char *secret_name = sget(json_object_get(st, "secretRef"), "name");
+        const char *secret_name = op_sget(json_object_get(st, "secretRef"), "name");
         _cleanup_free_ char *location = NULL, *key = NULL, *id = NULL, *sk = NULL, *tok = NULL;
         _cleanup_json_ json_t *secret = NULL;
         kyb_storage_credentials creds = {0};
-        kyb_storage_opts o = {.endpoint = sget(st, "endpoint"), .region = sget(st, "region")};
+        kyb_storage_opts o = {.endpoint = op_sget(st, "endpoint"), .region = op_sget(st, "region")};
         kyb_storage *s = NULL;
         int rc;
 
@@ -283,7 +258,7 @@ static int delete_artifact(pctx *p, const char *uri, kyb_error **err)
 static void drop(pctx *p, const json_t *req, const char *why)
 {
         _cleanup_error_ kyb_error *err = NULL;
-        const char *uri = sget(json_object_get(req, "status"), "artifactURI");
+        const char *uri = op_sget(json_object_get(req, "status"), "artifactURI");
         const char *name = kyb_kube_meta(req, "name");
         _cleanup_free_ char *msg = NULL;
         int rc = uri ? delete_artifact(p, uri, &err) : 0;
@@ -312,16 +287,16 @@ static void per_pod_limits(pctx *p, json_t **v, size_t n, bool *gone)
         json_int_t max_age = json_integer_value(json_object_get(ret, "maxAgeSeconds"));
 
         for (size_t i = 0; i < n; i++) {
-                const char *pod = sget(spec_of(v[i]), "podName") ?: "";
+                const char *pod = op_sget(spec_of(v[i]), "podName") ?: "";
                 size_t rank = 0; /* newer requests of the same pod */
 
                 for (size_t j = 0; j < i; j++)
-                        rank += !strcmp(sget(spec_of(v[j]), "podName") ?: "", pod);
+                        rank += !strcmp(op_sget(spec_of(v[j]), "podName") ?: "", pod);
                 if (max_count > 0 && rank >= (size_t)max_count)
                         gone[i] = true;
                 /* never the newest of a pod */
                 if (max_age > 0 && rank > 0 &&
-                    time_of(json_object_get(v[i], "status"), "completionTime", p->now) <
+                    op_time_of(json_object_get(v[i], "status"), "completionTime", p->now) <
                         p->now - max_age * NS_PER_S)
                         gone[i] = true;
         }
@@ -330,8 +305,8 @@ static void per_pod_limits(pctx *p, json_t **v, size_t n, bool *gone)
 static bool newest_of_pod(json_t **v, size_t i)
 {
         for (size_t j = 0; j < i; j++)
-                if (!strcmp(sget(spec_of(v[j]), "podName") ?: "",
-                            sget(spec_of(v[i]), "podName") ?: ""))
+                if (!strcmp(op_sget(spec_of(v[j]), "podName") ?: "",
+                            op_sget(spec_of(v[i]), "podName") ?: ""))
                         return false;
         return true;
 }
@@ -373,13 +348,13 @@ static void enforce_retention(pctx *p)
                         continue;
                 }
                 live++;
-                last_ok =
-                    KYB_MAX(last_ok, time_of(json_object_get(v[i], "status"), "completionTime", 0));
+                last_ok = KYB_MAX(last_ok,
+                                  op_time_of(json_object_get(v[i], "status"), "completionTime", 0));
         }
         json_object_set_new(p->status, "liveCheckpoints", json_integer(live));
         json_object_set_new(p->status, "totalBytes", json_integer(total));
         if (last_ok)
-                set_time(p->status, "lastSuccessTime", last_ok);
+                op_set_time(p->status, "lastSuccessTime", last_ok);
 }
 
 /* ---- reconcile ------------------------------------------------------------------------------- */
@@ -400,7 +375,7 @@ static bool trigger_on(const pctx *p, const char *name)
 
 static bool node_cordoned(const pctx *p, const json_t *pod)
 {
-        const char *node = sget(json_object_get(pod, "spec"), "nodeName");
+        const char *node = op_sget(json_object_get(pod, "spec"), "nodeName");
         _cleanup_json_ json_t *n = node ? kyb_kube_informer_get(p->op->nodes, node) : NULL;
 
         return json_is_true(json_object_get(json_object_get(n, "spec"), "unschedulable"));
@@ -456,8 +431,8 @@ static int mark_pods(pctx *p, const json_t *pods, kyb_error **err)
         json_array_foreach(pods, i, pod)
         {
                 const char *mark =
-                    sget(json_object_get(json_object_get(pod, "metadata"), "annotations"),
-                         KYB_ANNOT_BEFORE_TERM);
+                    op_sget(json_object_get(json_object_get(pod, "metadata"), "annotations"),
+                            KYB_ANNOT_BEFORE_TERM);
                 _cleanup_json_ json_t *patch = NULL;
 
                 if (mark && !strcmp(mark, p->name))
@@ -478,14 +453,16 @@ static int schedule(pctx *p, const json_t *pods, uint64_t *requeue_ms, kyb_error
 {
         int64_t every = interval_ns(p);
         bool suspended = json_is_true(json_object_get(spec_of(p->pol), "suspend"));
-        int64_t created = time_of(json_object_get(p->pol, "metadata"), "creationTimestamp", p->now);
-        int64_t last = time_of(p->status, "lastRunTime", 0);
+        int64_t created =
+            op_time_of(json_object_get(p->pol, "metadata"), "creationTimestamp", p->now);
+        int64_t last = op_time_of(p->status, "lastRunTime", 0);
         int64_t slot = last ? last + every : created;
         int rc;
 
         kyb_kube_set_condition(p->status, "Suspended", suspended ? "True" : "False",
                                suspended ? "Suspended" : "Active",
-                               suspended ? "spec.suspend is set" : "", generation(p->pol), p->now);
+                               suspended ? "spec.suspend is set" : "", op_generation(p->pol),
+                               p->now);
         if (!suspended && trigger_on(p, "onNodeDrain") && (rc = drain_trigger(p, pods, err)) < 0)
                 return rc;
         if (!suspended && trigger_on(p, "beforeTermination") && (rc = mark_pods(p, pods, err)) < 0)
@@ -498,13 +475,13 @@ static int schedule(pctx *p, const json_t *pods, uint64_t *requeue_ms, kyb_error
                 if ((rc = run_schedule(p, pods, slot, err)) < 0)
                         return rc;
                 if (rc == 0) { /* still due; pod and request events wake us sooner */
-                        set_time(p->status, "nextRunTime", slot);
+                        op_set_time(p->status, "nextRunTime", slot);
                         *requeue_ms = 5000;
                         return 0;
                 }
                 slot = p->now + every;
         }
-        set_time(p->status, "nextRunTime", slot);
+        op_set_time(p->status, "nextRunTime", slot);
         *requeue_ms = (uint64_t)((slot - p->now) / 1000000) + 1;
         return 0;
 }
@@ -529,11 +506,11 @@ int pol_reconcile(kyb_operator *op, const char *key, uint64_t *requeue_ms, kyb_e
         p.requests = requests = policy_requests(&p);
         if (matched_pods(&p, &pods, &sel_err) < 0) {
                 kyb_kube_set_condition(status, "Ready", "False", "InvalidSelector",
-                                       kyb_error_message(sel_err), generation(pol), p.now);
+                                       kyb_error_message(sel_err), op_generation(pol), p.now);
         } else {
                 json_object_set_new(status, "matchedPods",
                                     json_integer((json_int_t)json_array_size(pods)));
-                kyb_kube_set_condition(status, "Ready", "True", "Ready", "", generation(pol),
+                kyb_kube_set_condition(status, "Ready", "True", "Ready", "", op_generation(pol),
                                        p.now);
                 if ((rc = schedule(&p, pods, requeue_ms, err)) < 0)
                         return rc;
@@ -541,7 +518,7 @@ int pol_reconcile(kyb_operator *op, const char *key, uint64_t *requeue_ms, kyb_e
         enforce_retention(&p);
         if (json_equal(status, json_object_get(pol, "status")))
                 return 0;
-        json_object_set_new(status, "observedGeneration", json_integer(generation(pol)));
+        json_object_set_new(status, "observedGeneration", json_integer(op_generation(pol)));
         if (!(obj = json_deep_copy(pol)))
                 return kyb_error_set(err, ENOMEM, "status");
         json_object_set(obj, "status", status);

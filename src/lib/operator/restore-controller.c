@@ -18,76 +18,11 @@
 #include "base/log.h"
 #include "operator/operator-internal.h"
 
-typedef struct rctx {
-        kyb_operator *op;
-        json_t *req, *status;
-        const char *ns, *name;
-        int64_t now;
-        uint64_t *requeue_ms;
-} rctx;
-
-static const char *sget(const json_t *o, const char *k)
-{
-        return json_string_value(json_object_get(o, k));
-}
+typedef op_rctx rctx;
 
 static const json_t *spec_of(const json_t *o)
 {
         return json_object_get(o, "spec");
-}
-
-static int64_t generation(const json_t *obj)
-{
-        return json_integer_value(json_object_get(json_object_get(obj, "metadata"), "generation"));
-}
-
-static void set_time(json_t *st, const char *field, int64_t ns)
-{
-        char buf[40];
-
-        kyb_kube_format_time(ns, false, buf);
-        json_object_set_new(st, field, json_string(buf));
-}
-
-static int write_status(rctx *r, kyb_error **err)
-{
-        _cleanup_json_ json_t *obj = json_deep_copy(r->req);
-
-        if (!obj)
-                return kyb_error_set(err, ENOMEM, "status");
-        json_object_set_new(r->status, "observedGeneration", json_integer(generation(obj)));
-        json_object_set(obj, "status", r->status);
-        return kyb_kube_update_status(r->op->c, &KYB_KUBE_RESTORE_REQUESTS, obj, NULL, err);
-}
-
-static void event(rctx *r, const char *type, const char *reason, const char *msg)
-{
-        kyb_kube_event(r->op->c, r->req, type, reason, KYB_COMPONENT, msg, NULL);
-}
-
-static int fail(rctx *r, const char *reason, kyb_error **err, const char *fmt, ...) _printf_(4, 5);
-
-static int fail(rctx *r, const char *reason, kyb_error **err, const char *fmt, ...)
-{
-        _cleanup_free_ char *msg = NULL;
-        va_list ap;
-        int rc;
-
-        va_start(ap, fmt);
-        rc = vasprintf(&msg, fmt, ap);
-        va_end(ap);
-        if (rc < 0)
-                return kyb_error_set(err, ENOMEM, "failing request");
-        json_object_set_new(r->status, "phase", json_string("Failed"));
-        json_object_set_new(r->status, "message", json_string(msg));
-        set_time(r->status, "completionTime", r->now);
-        kyb_kube_set_condition(r->status, "Ready", "False", reason, msg, generation(r->req),
-                               r->now);
-        if ((rc = write_status(r, err)) < 0)
-                return rc;
-        kyb_log_info("restorerequest %s/%s failed: %s: %s", r->ns, r->name, reason, msg);
-        event(r, "Warning", reason, msg);
-        return 0;
 }
 
 /* ---- the restore pod ------------------------------------------------------------------ */
@@ -109,7 +44,7 @@ static json_t *fetch_container(const rctx *r, const json_t *spec, const char *ur
                                                         "/etc/kybernate/storage", "readOnly", 1));
         json_array_foreach(json_object_get(spec, "containers"), i, c)
         {
-                if (strcmp(sget(c, "name") ?: "", KYB_SIDECAR_NAME))
+                if (strcmp(op_sget(c, "name") ?: "", KYB_SIDECAR_NAME))
                         continue;
                 json_array_foreach(json_object_get(c, "volumeMounts"), i, m)
                     json_array_append(mounts, m);
@@ -160,28 +95,29 @@ static json_t *merged(const json_t *base, const json_t *extra)
 static json_t *restore_pod(const rctx *r, const json_t *ckpt, const char *pod_name, json_t *spec)
 {
         const json_t *cst = json_object_get(ckpt, "status"),
-                     *tmpl = json_object_get(spec_of(r->req), "podTemplate");
+                     *tmpl = json_object_get(spec_of(r->obj), "podTemplate");
         const json_t *storage = json_object_get(spec_of(ckpt), "storage");
-        const char *secret = sget(json_object_get(storage, "secretRef"), "name");
-        const char *policy = sget(json_object_get(spec_of(r->req), "gpuMapping"), "policy");
-        const char *target = sget(spec_of(r->req), "targetNodeName");
+        const char *secret = op_sget(json_object_get(storage, "secretRef"), "name");
+        const char *policy = op_sget(json_object_get(spec_of(r->obj), "gpuMapping"), "policy");
+        const char *target = op_sget(spec_of(r->obj), "targetNodeName");
         json_t *init = json_object_get(spec, "initContainers"), *labels, *annots;
 
         if (!json_is_array(init))
                 json_object_set_new(spec, "initContainers", init = json_array());
-        json_array_insert_new(init, 0, fetch_container(r, spec, sget(cst, "artifactURI"), secret));
+        json_array_insert_new(init, 0,
+                              fetch_container(r, spec, op_sget(cst, "artifactURI"), secret));
         add_volumes(spec, r, pod_name, secret);
         json_object_set_new(spec, "runtimeClassName", json_string("kybernate"));
         /* SameUUID: only the very GPUs, i.e. the node, of the checkpoint. */
         if (!target && policy && !strcmp(policy, "SameUUID"))
-                target = sget(cst, "nodeName");
+                target = op_sget(cst, "nodeName");
         if (target)
                 json_object_set_new(spec, "nodeName", json_string(target));
         labels = merged(json_object_get(tmpl, "labels"), NULL);
         json_object_set_new(labels, KYB_LABEL_RESTORE, json_string(r->name));
         annots = merged(json_object_get(tmpl, "annotations"), NULL);
-        json_object_set_new(annots, KYB_ANNOT_RESTORE, json_string(sget(cst, "artifactURI")));
-        json_object_set_new(annots, KYB_ANNOT_CKPT_ID, json_string(sget(cst, "checkpointID")));
+        json_object_set_new(annots, KYB_ANNOT_RESTORE, json_string(op_sget(cst, "artifactURI")));
+        json_object_set_new(annots, KYB_ANNOT_CKPT_ID, json_string(op_sget(cst, "checkpointID")));
         json_object_set_new(annots, KYB_ANNOT_GPU_MAP, json_string(policy ? policy : "SameModel"));
         return json_pack("{s:s, s:s, s:{s:s, s:s, s:o, s:o}, s:O}", "apiVersion", "v1", "kind",
                          "Pod", "metadata", "name", pod_name, "namespace", r->ns, "labels", labels,
@@ -190,14 +126,14 @@ static json_t *restore_pod(const rctx *r, const json_t *ckpt, const char *pod_na
 
 static char *pod_name_for(const rctx *r, const json_t *ckpt)
 {
-        const char *want = sget(json_object_get(spec_of(r->req), "podTemplate"), "name");
-        const char *uid = kyb_kube_meta(r->req, "uid");
+        const char *want = op_sget(json_object_get(spec_of(r->obj), "podTemplate"), "name");
+        const char *uid = kyb_kube_meta(r->obj, "uid");
         char *name = NULL;
 
         if (want)
                 return strdup(want);
         /* Stable across retries, so a second reconcile finds its own pod. */
-        if (asprintf(&name, "%.40s-restored-%.5s", sget(spec_of(ckpt), "podName") ?: "pod",
+        if (asprintf(&name, "%.40s-restored-%.5s", op_sget(spec_of(ckpt), "podName") ?: "pod",
                      uid ? uid : "0") < 0)
                 return NULL;
         return name;
@@ -218,9 +154,9 @@ static int create_pod(rctx *r, const json_t *ckpt, const char *pod_name, kyb_err
         spec = text ? json_loads(text, 0, NULL) : NULL;
 
         if (!json_is_object(spec))
-                return fail(r, "SourceIncomplete", err,
-                            "CheckpointRequest %s carries no pod spec (annotation %s)",
-                            kyb_kube_meta(ckpt, "name"), KYB_ANNOT_POD_SPEC);
+                return op_fail(r, "SourceIncomplete", err,
+                               "CheckpointRequest %s carries no pod spec (annotation %s)",
+                               kyb_kube_meta(ckpt, "name"), KYB_ANNOT_POD_SPEC);
         if (!(pod = restore_pod(r, ckpt, pod_name, spec)))
                 return kyb_error_set(err, ENOMEM, "restore pod");
         rc = kyb_kube_create(r->op->c, &KYB_KUBE_PODS, r->ns, pod, NULL, err);
@@ -230,8 +166,8 @@ static int create_pod(rctx *r, const json_t *ckpt, const char *pod_name, kyb_err
                 _cleanup_free_ char *why = strdup(kyb_error_message(*err));
 
                 kyb_error_freep(err);
-                return fail(r, "PodRejected", err, "creating pod %s: %s", pod_name,
-                            why ? why : "rejected");
+                return op_fail(r, "PodRejected", err, "creating pod %s: %s", pod_name,
+                               why ? why : "rejected");
         }
         if (rc != -EEXIST)
                 return rc;
@@ -243,31 +179,31 @@ static int create_pod(rctx *r, const json_t *ckpt, const char *pod_name, kyb_err
             json_object_get(json_object_get(existing, "metadata"), "labels"), KYB_LABEL_RESTORE));
         if (owner && !strcmp(owner, r->name))
                 return 0;
-        return fail(r, "PodExists", err, "pod %s already exists", pod_name);
+        return op_fail(r, "PodExists", err, "pod %s already exists", pod_name);
 }
 
 /* ---- phases ------------------------------------------------------------------------------ */
 
 static int pending(rctx *r, kyb_error **err)
 {
-        const json_t *src = json_object_get(spec_of(r->req), "source");
-        const char *ck_name = sget(src, "checkpointRequestName");
+        const json_t *src = json_object_get(spec_of(r->obj), "source");
+        const char *ck_name = op_sget(src, "checkpointRequestName");
         _cleanup_free_ char *key = NULL, *pod_name = NULL, *msg = NULL;
         _cleanup_json_ json_t *ckpt = NULL;
         const char *phase;
         int rc;
 
         if (!ck_name)
-                return fail(r, "SourceUnsupported", err,
-                            "restoring from an artifact URI needs the pod spec stored in the "
-                            "archive, which is not implemented yet: name the CheckpointRequest");
+                return op_fail(r, "SourceUnsupported", err,
+                               "restoring from an artifact URI needs the pod spec stored in the "
+                               "archive, which is not implemented yet: name the CheckpointRequest");
         if (asprintf(&key, "%s/%s", r->ns, ck_name) < 0)
                 return kyb_error_set(err, ENOMEM, "key");
         if (!(ckpt = kyb_kube_informer_get(r->op->requests, key)))
-                return fail(r, "SourceNotFound", err, "CheckpointRequest %s not found", ck_name);
-        phase = sget(json_object_get(ckpt, "status"), "phase") ?: "Pending";
+                return op_fail(r, "SourceNotFound", err, "CheckpointRequest %s not found", ck_name);
+        phase = op_sget(json_object_get(ckpt, "status"), "phase") ?: "Pending";
         if (!strcmp(phase, "Failed"))
-                return fail(r, "SourceFailed", err, "CheckpointRequest %s failed", ck_name);
+                return op_fail(r, "SourceFailed", err, "CheckpointRequest %s failed", ck_name);
         if (strcmp(phase, "Succeeded")) {
                 *r->requeue_ms = 2000; /* its status change wakes us earlier */
                 return 0;
@@ -275,7 +211,7 @@ static int pending(rctx *r, kyb_error **err)
         if (!(pod_name = pod_name_for(r, ckpt)))
                 return kyb_error_set(err, ENOMEM, "pod name");
         if ((rc = create_pod(r, ckpt, pod_name, err)) < 0 ||
-            !strcmp(sget(r->status, "phase") ?: "", "Failed"))
+            !strcmp(op_sget(r->status, "phase") ?: "", "Failed"))
                 return rc;
         if (asprintf(&msg, "created pod %s", pod_name) < 0)
                 return kyb_error_set(err, ENOMEM, "message");
@@ -287,10 +223,10 @@ static int pending(rctx *r, kyb_error **err)
                         json_object_get(json_object_get(ckpt, "status"), "artifactURI"));
         json_object_set_new(r->status, "message", json_string(msg));
         kyb_kube_set_condition(r->status, "Scheduled", "True", "PodCreated", msg,
-                               generation(r->req), r->now);
-        if ((rc = write_status(r, err)) < 0)
+                               op_generation(r->obj), r->now);
+        if ((rc = op_write_status(r, NULL, err)) < 0)
                 return rc;
-        event(r, "Normal", "PodCreated", msg);
+        op_event(r, "Normal", "PodCreated", msg);
         return 0;
 }
 
@@ -301,7 +237,7 @@ static const json_t *status_named(const json_t *list, const char *name)
 
         json_array_foreach(list, i, c)
         {
-                if (!strcmp(sget(c, "name") ?: "", name))
+                if (!strcmp(op_sget(c, "name") ?: "", name))
                         return c;
         }
         return NULL;
@@ -312,7 +248,7 @@ static bool all_running(const json_t *pod)
         const json_t *st = json_object_get(pod, "status"), *c;
         size_t i;
 
-        if (strcmp(sget(st, "phase") ?: "", "Running"))
+        if (strcmp(op_sget(st, "phase") ?: "", "Running"))
                 return false;
         json_array_foreach(json_object_get(st, "containerStatuses"), i, c)
         {
@@ -333,12 +269,12 @@ static const char *observe(const json_t *pod, char **why)
 
         if (term && code != 0) {
                 if (asprintf(why, "fetch exited with %lld: %s", (long long)code,
-                             sget(term, "message") ?: sget(term, "reason") ?: "see its log") < 0)
+                             op_sget(term, "message") ?: op_sget(term, "reason") ?: "see its log") < 0)
                         *why = NULL;
                 return NULL;
         }
-        if (!strcmp(sget(st, "phase") ?: "", "Failed")) {
-                if (asprintf(why, "pod failed: %s", sget(st, "message") ?: "see its events") < 0)
+        if (!strcmp(op_sget(st, "phase") ?: "", "Failed")) {
+                if (asprintf(why, "pod failed: %s", op_sget(st, "message") ?: "see its events") < 0)
                         *why = NULL;
                 return NULL;
         }
@@ -352,79 +288,82 @@ static int track(rctx *r, const char *phase, kyb_error **err)
 {
         _cleanup_free_ char *key = NULL, *why = NULL;
         _cleanup_json_ json_t *pod = NULL;
-        const char *pod_name = sget(r->status, "restoredPodName"), *now_phase;
+        const char *pod_name = op_sget(r->status, "restoredPodName"), *now_phase;
         int rc;
 
         if (!pod_name || asprintf(&key, "%s/%s", r->ns, pod_name) < 0)
                 return kyb_error_set(err, EINVAL, "no restored pod recorded");
         pod = kyb_kube_informer_get(r->op->pods, key);
         if (!pod && (rc = kyb_kube_get(r->op->c, &KYB_KUBE_PODS, r->ns, pod_name, &pod, err)) < 0)
-                return rc == -ENOENT ? fail(r, "PodDeleted", err, "pod %s was deleted", pod_name)
+                return rc == -ENOENT ? op_fail(r, "PodDeleted", err, "pod %s was deleted", pod_name)
                                      : rc;
         now_phase = observe(pod, &why);
         if (!now_phase)
-                return fail(r, strstr(why ?: "", "fetch") ? "FetchFailed" : "RestoreFailed", err,
-                            "%s", why ? why : "restore failed");
+                return op_fail(r, strstr(why ?: "", "fetch") ? "FetchFailed" : "RestoreFailed", err,
+                               "%s", why ? why : "restore failed");
         if (!strcmp(now_phase, phase))
                 return 0;
         json_object_set_new(r->status, "phase", json_string(now_phase));
-        if (sget(json_object_get(pod, "spec"), "nodeName"))
+        if (op_sget(json_object_get(pod, "spec"), "nodeName"))
                 json_object_set(r->status, "nodeName",
                                 json_object_get(json_object_get(pod, "spec"), "nodeName"));
         if (strcmp(now_phase, "Fetching"))
                 kyb_kube_set_condition(r->status, "Fetched", "True", "Fetched",
                                        "the archive is on the node and verified",
-                                       generation(r->req), r->now);
+                                       op_generation(r->obj), r->now);
         if (!strcmp(now_phase, "Succeeded")) {
-                set_time(r->status, "completionTime", r->now);
+                op_set_time(r->status, "completionTime", r->now);
                 kyb_kube_set_condition(r->status, "Restored", "True", "Running",
-                                       "the restored pod runs", generation(r->req), r->now);
+                                       "the restored pod runs", op_generation(r->obj), r->now);
                 kyb_kube_set_condition(r->status, "Ready", "True", "Succeeded",
-                                       "the restored pod runs", generation(r->req), r->now);
+                                       "the restored pod runs", op_generation(r->obj), r->now);
         }
         json_object_set_new(r->status, "message", json_string(now_phase));
-        return write_status(r, err);
+        return op_write_status(r, NULL, err);
 }
 
 static int64_t deadline_ms(const rctx *r)
 {
-        json_int_t t = json_integer_value(json_object_get(spec_of(r->req), "timeoutSeconds"));
+        json_int_t t = json_integer_value(json_object_get(spec_of(r->obj), "timeoutSeconds"));
 
         return t > 0 ? t * 1000 : r->op->cfg.request_timeout_ms;
+}
+
+static int dispatch(rctx *r, kyb_error **err)
+{
+        const char *phase = op_sget(r->status, "phase");
+        int64_t started = r->now;
+
+        if (!phase) {
+                json_object_set_new(r->status, "phase", json_string("Pending"));
+                op_set_time(r->status, "startTime", r->now);
+                kyb_kube_set_condition(r->status, "Ready", "False", "Pending", "not restored yet",
+                                       op_generation(r->obj), r->now);
+                *r->requeue_ms = 1;
+                return op_write_status(r, NULL, err);
+        }
+        if (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"))
+                return 0;
+        if (kyb_kube_parse_time(op_sget(r->status, "startTime"), &started) == 0 &&
+            r->now - started >= deadline_ms(r) * 1000000 + 999999999)
+                return op_fail(r, "Timeout", err, "not restored within %lld s (phase %s)",
+                               (long long)(deadline_ms(r) / 1000), phase);
+        *r->requeue_ms = 1000; /* re-check the deadline */
+        return !strcmp(phase, "Pending") ? pending(r, err) : track(r, phase, err);
 }
 
 int rstr_reconcile(kyb_operator *op, const char *key, uint64_t *requeue_ms, kyb_error **err)
 {
         _cleanup_json_ json_t *req = kyb_kube_informer_get(op->restores, key);
-        _cleanup_json_ json_t *status = NULL;
-        rctx r = {.op = op, .req = req, .now = op_now_ns(), .requeue_ms = requeue_ms};
-        const char *phase;
-        int64_t started = r.now;
+        rctx r;
+        int rc;
 
         *requeue_ms = 0;
         if (!req)
                 return 0;
-        status = json_is_object(json_object_get(req, "status"))
-                     ? json_deep_copy(json_object_get(req, "status"))
-                     : json_object();
-        r.status = status;
-        r.ns = kyb_kube_meta(req, "namespace");
-        r.name = kyb_kube_meta(req, "name");
-        phase = sget(status, "phase");
-        if (!phase) {
-                json_object_set_new(status, "phase", json_string("Pending"));
-                set_time(status, "startTime", r.now);
-                kyb_kube_set_condition(status, "Ready", "False", "Pending", "not restored yet",
-                                       generation(req), r.now);
-                *requeue_ms = 1;
-                return write_status(&r, err);
-        }
-        if (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"))
-                return 0;
-        if (kyb_kube_parse_time(sget(status, "startTime"), &started) == 0 &&
-            r.now - started >= deadline_ms(&r) * 1000000 + 999999999)
-                return fail(&r, "Timeout", err, "not restored within %lld s (phase %s)",
-                            (long long)(deadline_ms(&r) / 1000), phase);
-        *requeue_ms = 1000; /* re-check the deadline */
-        return !strcmp(phase, "Pending") ? pending(&r, err) : track(&r, phase, err);
+        if ((rc = op_rctx_init(&r, op, &KYB_KUBE_RESTORE_REQUESTS, req, requeue_ms, err)) < 0)
+                return rc;
+        rc = dispatch(&r, err);
+        op_rctx_clear(&r);
+        return rc;
 }
