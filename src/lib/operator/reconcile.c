@@ -50,8 +50,8 @@ int op_rctx_init(op_rctx *r, kyb_operator *op, const kyb_kube_resource *res, jso
 {
         const json_t *st = json_object_get(obj, "status");
 
-        *r = (op_rctx){.op = op, .res = res, .obj = obj, .now = op_now_ns(),
-                       .requeue_ms = requeue_ms};
+        *r = (op_rctx){
+            .op = op, .res = res, .obj = obj, .now = op_now_ns(), .requeue_ms = requeue_ms};
         *requeue_ms = 0;
         r->status = json_is_object(st) ? json_deep_copy(st) : json_object();
         r->ns = kyb_kube_meta(obj, "namespace");

@@ -1,36 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Helpers shared by the kube unit tests: error assertions, temp dirs, files, clocks. */
+/* Helpers of the kube unit tests, on top of the store tests' (assert_error,
+ * temp dirs, paths): files with parent directories, the queue's clock. */
 #pragma once
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <string.h>
+#include "../store/store-test-util.h"
 
-#include <cmocka.h>
+#define ku_mkdtemp tu_mkdtemp
+#define ku_rm_rf   tu_rm_rf
+#define ku_path    tu_path
 
-#include "base/error.h"
-
-/* Fails the test unless call returns -errnum and the message contains fragment.
- * The call runs before err is read (argument order is unspecified in C). */
-#define assert_error(call, err, errnum, fragment)                                                  \
-        do {                                                                                       \
-                int _ku_rc = (call);                                                               \
-                ku_assert_error(_ku_rc, (err), (errnum), (fragment), __FILE__, __LINE__);          \
-        } while (0)
-
-void ku_assert_error(int rc, const kyb_error *err, int errnum, const char *fragment,
-                     const char *file, int line);
-
-/* A fresh directory under $TMPDIR (or /tmp); caller frees the string. */
-char *ku_mkdtemp(void);
-void ku_rm_rf(const char *path);
 /* Writes dir/rel (creating parent directories) with the string text. */
 void ku_write(const char *dir, const char *rel, const char *text);
-/* dir/rel, malloc'd. */
-char *ku_path(const char *dir, const char *rel);
 
 /* CLOCK_MONOTONIC in milliseconds, the clock the work queue uses. */
 uint64_t ku_now_ms(void);
