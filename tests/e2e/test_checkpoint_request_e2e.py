@@ -139,6 +139,9 @@ def test_checkpoint_request_end_to_end(stack, kube, kubelet, containerd):
     assert archive.parent == stack.artifacts and archive.exists()
     assert hashlib.sha256(archive.read_bytes()).hexdigest() == st["archiveSHA256"]
     assert st["archiveBytes"] == archive.stat().st_size
+    # the pod spec travels beside the archive (restores by artifact URI)
+    spec = json.loads((stack.artifacts / f"{ckpt_id}.pod.json").read_text())
+    assert [c["name"] for c in spec["containers"]] == ["main"] and "nodeName" not in spec
     obj = get_request(kube, req)
     conds = {c["type"]: c["status"] for c in obj["status"]["conditions"]}
     assert conds == {"Scheduled": "True", "Checkpointed": "True", "Uploaded": "True",
@@ -169,3 +172,4 @@ def test_checkpoint_failing_on_the_node_fails_the_request(stack, kube, kubelet, 
     conds = {c["type"]: (c["status"], c["reason"]) for c in st["conditions"]}
     assert conds["Checkpointed"] == ("False", "CheckpointFailed")
     assert os.path.isdir(stack.store / "taken")
+    assert not (stack.store / "taken.pod.json").exists()  # removed with the failed run

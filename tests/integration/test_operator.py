@@ -473,14 +473,40 @@ def test_restore_pod_rejected_by_admission(operator, kube, k8s):
     assert ready["reason"] == "PodRejected"
 
 
+def test_restore_from_artifact_uri(operator, k8s, tmp_path):
+    """A RestoreRequest naming only an archive (a deleted request's, another
+    cluster's): the pod spec comes from <id>.pod.json beside the archive."""
+    core, custom = k8s
+    rst = unique("rst")
+    spec = {"containers": [{"name": "app", "image": "busybox:local"},
+                           {"name": "kybernate-sidecar", "image": "sidecar:local"}],
+            "automountServiceAccountToken": False}
+    (tmp_path / "Ck_7.tar.zst").write_bytes(b"archive")
+    (tmp_path / "Ck_7.pod.json").write_text(json.dumps(spec))
+    uri = f"file://{tmp_path}/Ck_7.tar.zst"
+    make_restore(custom, rst, source={"artifactURI": uri})
+    st = wait_restore(custom, rst, "Scheduled")["status"]
+    assert st["checkpointID"] == "Ck_7" and st["artifactURI"] == uri
+    assert st["restoredPodName"].startswith("ck-7-restored-")
+    pod = core.read_namespaced_pod(st["restoredPodName"], NS)
+    assert [c.name for c in pod.spec.init_containers] == ["kybernate-fetch"]
+    assert pod.spec.init_containers[0].args[1] == f"--source={uri}"
+    assert [c.name for c in pod.spec.containers] == ["app", "kybernate-sidecar"]
+    assert pod.metadata.annotations["kybernate.io/checkpoint-id"] == "Ck_7"
+
+
 def test_restore_bad_sources(operator, k8s):
     core, custom = k8s
     a, b, c = unique("rst"), unique("rst"), unique("rst")
     make_restore(custom, a, source={"checkpointRequestName": "no-such-request"})
-    make_restore(custom, b, source={"artifactURI": "s3://bucket/prefix/x.tar.zst"})
+    # an archive without the pod spec the node agent leaves beside it
+    make_restore(custom, b, source={"artifactURI": "file:///nonexistent-dir/ck-1.tar.zst"})
     oa, ob = wait_restore(custom, a, "Failed"), wait_restore(custom, b, "Failed")
     assert oa["status"]["message"] == "CheckpointRequest no-such-request not found"
-    assert "not implemented yet" in ob["status"]["message"]
+    assert ob["status"]["message"].startswith(
+        "reading the pod spec file:///nonexistent-dir/ck-1.pod.json: "), ob["status"]
+    ready = next(c for c in ob["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "SourceIncomplete"
 
     # a pod of the requested name that is not ours
     pod, req, taken = unique("src"), unique("ckpt"), unique("taken")

@@ -3,6 +3,7 @@
 #define KYB_LOG_MODULE "nodectl"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +14,10 @@
 #include "kube/informer.h"
 #include "kube/workqueue.h"
 #include "nodectl/nodectl.h"
+#include "store/fsutil.h"
 
 #define RESULT_SUFFIX  ".upload.json"
+#define POD_SPEC_EXT   ".pod.json"
 #define POLL_MS        1000
 #define WRITE_ATTEMPTS 5
 
@@ -198,6 +201,33 @@ static int container_id(kyb_nodectl *n, const json_t *pod, const char *name, cha
         return kyb_error_setf(err, ENOENT, "container %s is not running", name);
 }
 
+/*
+ * The pod's spec (without its node) beside the checkpoint, before the
+ * checkpoint exists: the sidecar uploads it next to the archive, so a
+ * restore from the artifact URI alone can recreate the pod.
+ */
+static int write_pod_spec(kyb_nodectl *n, const char *id, const json_t *pod, bool keep,
+                          kyb_error **err)
+{
+        _cleanup_json_ json_t *spec = json_deep_copy(json_object_get(pod, "spec"));
+        _cleanup_free_ char *name = NULL, *tmp = NULL, *text = NULL;
+        _cleanup_close_ int dirfd = -1;
+
+        if (asprintf(&name, "%s" POD_SPEC_EXT, id) < 0 ||
+            asprintf(&tmp, ".%s" POD_SPEC_EXT ".tmp", id) < 0)
+                return kyb_error_set(err, ENOMEM, "pod spec");
+        if ((dirfd = open(n->result_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+                return kyb_error_set(err, errno, "%s", n->result_dir);
+        if (!keep) {
+                unlinkat(dirfd, name, 0);
+                return 0;
+        }
+        json_object_del(spec, "nodeName");
+        if (!spec || !(text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS)))
+                return kyb_error_set(err, ENOMEM, "pod spec");
+        return kyb_fs_write_at(dirfd, tmp, name, text, strlen(text), 0644, err);
+}
+
 static int run_job(kyb_nodectl *n, const json_t *req, json_t *result, kyb_error **err)
 {
         const json_t *st = json_object_get(req, "status"), *spec = json_object_get(req, "spec");
@@ -225,7 +255,12 @@ static int run_job(kyb_nodectl *n, const json_t *req, json_t *result, kyb_error 
         if ((rc = container_id(n, pod, job.container, &cid, err)) < 0)
                 return kyb_error_wrap(err, rc, "pod %s", job.pod);
         job.container_id = cid;
-        return n->engine.checkpoint(n->engine.ctx, &job, result, err);
+        if ((rc = write_pod_spec(n, job.checkpoint_id, pod, true, err)) < 0)
+                return kyb_error_wrap(err, rc, "pod spec of %s", job.pod);
+        rc = n->engine.checkpoint(n->engine.ctx, &job, result, err);
+        if (rc < 0)
+                write_pod_spec(n, job.checkpoint_id, pod, false, NULL);
+        return rc;
 }
 
 static void mark_running(kyb_nodectl *n, const char *key, bool on)

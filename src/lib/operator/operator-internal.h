@@ -10,6 +10,7 @@
 #include "kube/workqueue.h"
 #include "metrics/metrics.h"
 #include "operator/operator.h"
+#include "storage/storage.h"
 
 /* Label and annotations the operator puts on CheckpointRequests. */
 #define KYB_LABEL_NODE        "kybernate.io/node"
@@ -79,6 +80,14 @@ const char *op_sget(const json_t *o, const char *k);
 int64_t op_generation(const json_t *obj);
 void op_set_time(json_t *st, const char *field, int64_t ns);
 int64_t op_time_of(const json_t *o, const char *field, int64_t dflt);
+
+/* artifact.c: an artifact URI's storage, opened with a resource's storage
+ * fields (endpoint, region, forcePathStyle, secretRef read from ns). */
+int op_artifact_open(kyb_operator *op, const char *ns, const json_t *storage, const char *uri,
+                     kyb_storage **s, char **key, kyb_error **err);
+/* The whole object at uri, at most max bytes (NUL-terminated). */
+int op_artifact_read(kyb_operator *op, const char *ns, const json_t *storage, const char *uri,
+                     size_t max, char **out, size_t *len, kyb_error **err);
 
 /* policy-controller.c */
 int pol_reconcile(kyb_operator *op, const char *key, uint64_t *requeue_ms, kyb_error **err);

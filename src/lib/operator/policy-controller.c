@@ -13,7 +13,6 @@
 #define KYB_LOG_MODULE "policy-ctl"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,73 +180,17 @@ static int by_completion_desc(const void *a, const void *b)
         return -strcmp(kyb_kube_meta(ra, "name") ?: "", kyb_kube_meta(rb, "name") ?: "");
 }
 
-static char *secret_value(const json_t *secret, const char *key)
-{
-        const char *b64 = op_sget(json_object_get(secret, "data"), key);
-        size_t n = b64 ? strlen(b64) : 0;
-        char *out;
-        int got;
-
-        if (!b64 || n % 4 || !(out = calloc(1, n / 4 * 3 + 1)))
-                return NULL;
-        got = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)b64, (int)n);
-        if (got < 0) {
-                free(out);
-                return NULL;
-        }
-        while (n && b64[--n] == '=')
-                got--;
-        out[got] = '\0';
-        return out;
-}
-
-/* Splits "s3://b/prefix/id.tar.zst?q" into "s3://b/prefix?q" and "id.tar.zst". */
-static int split_artifact(const char *uri, char **location, char **key)
-{
-        const char *q = strchr(uri, '?'), *end = q ? q : uri + strlen(uri);
-        const char *slash = end;
-
-        while (slash > uri && slash[-1] != '/')
-                slash--;
-        if (slash <= uri || slash == end || slash - uri < 8)
-                return -EINVAL;
-        *key = strndup(slash, (size_t)(end - slash));
-        if (asprintf(location, "%.*s%s", (int)(slash - 1 - uri), uri, q ? q : "") < 0)
-                *location = NULL;
-        return *key && *location ? 0 : -ENOMEM;
-}
-
 static int delete_artifact(pctx *p, const char *uri, kyb_error **err)
 {
         const json_t *st = json_object_get(spec_of(p->pol), "storage");
-        const char *secret_name = op_sget(json_object_get(st, "secretRef"), "name");
-        _cleanup_free_ char *location = NULL, *key = NULL, *id = NULL, *sk = NULL, *tok = NULL;
-        _cleanup_json_ json_t *secret = NULL;
-        kyb_storage_credentials creds = {0};
-        kyb_storage_opts o = {.endpoint = op_sget(st, "endpoint"), .region = op_sget(st, "region")};
+        _cleanup_free_ char *key = NULL;
         kyb_storage *s = NULL;
-        int rc;
+        int rc = op_artifact_open(p->op, p->ns, st, uri, &s, &key, err);
 
-        if (split_artifact(uri, &location, &key) < 0)
-                return kyb_error_setf(err, EINVAL, "artifact URI %s has no object name", uri);
-        if (json_is_true(json_object_get(st, "forcePathStyle")))
-                o.addressing = KYB_S3_ADDRESSING_PATH;
-        if (secret_name) {
-                if ((rc = kyb_kube_get(p->op->c,
-                                       &(kyb_kube_resource){"", "v1", "secrets", "Secret", true},
-                                       p->ns, secret_name, &secret, err)) < 0)
-                        return kyb_error_wrap(err, rc, "storage secret %s", secret_name);
-                creds.access_key_id = id = secret_value(secret, "AWS_ACCESS_KEY_ID");
-                creds.secret_access_key = sk = secret_value(secret, "AWS_SECRET_ACCESS_KEY");
-                creds.session_token = tok = secret_value(secret, "AWS_SESSION_TOKEN");
-                o.credentials = &creds;
-        }
-        if ((rc = kyb_storage_open(location, &o, &s, err)) >= 0) {
+        if (rc >= 0) {
                 rc = kyb_storage_delete(s, key, err);
                 kyb_storage_close(s);
         }
-        if (sk)
-                OPENSSL_cleanse(sk, strlen(sk));
         if (rc == -ENOENT) { /* already gone: what retention wants */
                 kyb_error_freep(err);
                 rc = 0;

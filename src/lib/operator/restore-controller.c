@@ -9,6 +9,7 @@
  */
 #define KYB_LOG_MODULE "rstr-ctl"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -92,72 +93,91 @@ static json_t *merged(const json_t *base, const json_t *extra)
         return m;
 }
 
-static json_t *restore_pod(const rctx *r, const json_t *ckpt, const char *pod_name, json_t *spec)
+/* What a restore starts from, whichever way the request names it. */
+typedef struct source {
+        char *artifact_uri;
+        char *checkpoint_id;
+        char *node;      /* where it was checkpointed; NULL when unknown */
+        char *pod;       /* the checkpointed pod's name, for the default name */
+        char *secret;    /* storage Secret of the artifact; NULL: none */
+        json_t *storage; /* the storage fields that reach the artifact */
+        json_t *spec;    /* the pod spec to recreate */
+} source;
+
+static void source_clear(source *src)
 {
-        const json_t *cst = json_object_get(ckpt, "status"),
-                     *tmpl = json_object_get(spec_of(r->obj), "podTemplate");
-        const json_t *storage = json_object_get(spec_of(ckpt), "storage");
-        const char *secret = op_sget(json_object_get(storage, "secretRef"), "name");
+        free(src->artifact_uri);
+        free(src->checkpoint_id);
+        free(src->node);
+        free(src->pod);
+        free(src->secret);
+        json_decref(src->storage);
+        json_decref(src->spec);
+        *src = (source){0};
+}
+
+static char *dup_or_null(const char *s)
+{
+        return s ? strdup(s) : NULL;
+}
+
+static json_t *restore_pod(const rctx *r, const source *src, const char *pod_name)
+{
+        const json_t *tmpl = json_object_get(spec_of(r->obj), "podTemplate");
         const char *policy = op_sget(json_object_get(spec_of(r->obj), "gpuMapping"), "policy");
         const char *target = op_sget(spec_of(r->obj), "targetNodeName");
+        json_t *spec = json_deep_copy(src->spec);
         json_t *init = json_object_get(spec, "initContainers"), *labels, *annots;
 
+        if (!spec)
+                return NULL;
         if (!json_is_array(init))
                 json_object_set_new(spec, "initContainers", init = json_array());
-        json_array_insert_new(init, 0,
-                              fetch_container(r, spec, op_sget(cst, "artifactURI"), secret));
-        add_volumes(spec, r, pod_name, secret);
+        json_array_insert_new(init, 0, fetch_container(r, spec, src->artifact_uri, src->secret));
+        add_volumes(spec, r, pod_name, src->secret);
         json_object_set_new(spec, "runtimeClassName", json_string("kybernate"));
         /* SameUUID: only the very GPUs, i.e. the node, of the checkpoint. */
         if (!target && policy && !strcmp(policy, "SameUUID"))
-                target = op_sget(cst, "nodeName");
+                target = src->node;
         if (target)
                 json_object_set_new(spec, "nodeName", json_string(target));
         labels = merged(json_object_get(tmpl, "labels"), NULL);
         json_object_set_new(labels, KYB_LABEL_RESTORE, json_string(r->name));
         annots = merged(json_object_get(tmpl, "annotations"), NULL);
-        json_object_set_new(annots, KYB_ANNOT_RESTORE, json_string(op_sget(cst, "artifactURI")));
-        json_object_set_new(annots, KYB_ANNOT_CKPT_ID, json_string(op_sget(cst, "checkpointID")));
+        json_object_set_new(annots, KYB_ANNOT_RESTORE, json_string(src->artifact_uri));
+        json_object_set_new(annots, KYB_ANNOT_CKPT_ID, json_string(src->checkpoint_id));
         json_object_set_new(annots, KYB_ANNOT_GPU_MAP, json_string(policy ? policy : "SameModel"));
-        return json_pack("{s:s, s:s, s:{s:s, s:s, s:o, s:o}, s:O}", "apiVersion", "v1", "kind",
+        return json_pack("{s:s, s:s, s:{s:s, s:s, s:o, s:o}, s:o}", "apiVersion", "v1", "kind",
                          "Pod", "metadata", "name", pod_name, "namespace", r->ns, "labels", labels,
                          "annotations", annots, "spec", spec);
 }
 
-static char *pod_name_for(const rctx *r, const json_t *ckpt)
+static char *pod_name_for(const rctx *r, const source *src)
 {
         const char *want = op_sget(json_object_get(spec_of(r->obj), "podTemplate"), "name");
         const char *uid = kyb_kube_meta(r->obj, "uid");
+        char base[41];
         char *name = NULL;
 
         if (want)
                 return strdup(want);
-        /* Stable across retries, so a second reconcile finds its own pod. */
-        if (asprintf(&name, "%.40s-restored-%.5s", op_sget(spec_of(ckpt), "podName") ?: "pod",
-                     uid ? uid : "0") < 0)
+        /* Stable across retries, so a second reconcile finds its own pod; a
+         * checkpoint ID may hold '_' or upper case, a pod name may not. */
+        snprintf(base, sizeof(base), "%s", src->pod ? src->pod : src->checkpoint_id);
+        for (char *c = base; *c; c++)
+                *c = (char)(*c == '_' ? '-' : tolower((unsigned char)*c));
+        if (asprintf(&name, "%s-restored-%.5s", base, uid ? uid : "0") < 0)
                 return NULL;
         return name;
 }
 
-static int create_pod(rctx *r, const json_t *ckpt, const char *pod_name, kyb_error **err)
+static int create_pod(rctx *r, const source *src, const char *pod_name, kyb_error **err)
 {
-        _cleanup_json_ json_t *pod = NULL, *existing = NULL, *full = NULL, *spec = NULL;
-        const char *text, *owner;
+        _cleanup_json_ json_t *pod = NULL, *existing = NULL;
+        const char *owner;
         int rc;
 
-        /* The cache keeps requests without the (large) pod spec: read it. */
-        if ((rc = kyb_kube_get(r->op->c, &KYB_KUBE_CHECKPOINT_REQUESTS, r->ns,
-                               kyb_kube_meta(ckpt, "name"), &full, err)) < 0)
-                return rc;
-        text = json_string_value(json_object_get(
-            json_object_get(json_object_get(full, "metadata"), "annotations"), KYB_ANNOT_POD_SPEC));
-        spec = text ? json_loads(text, 0, NULL) : NULL;
-
-        if (!json_is_object(spec))
-                return op_fail(r, "SourceIncomplete", err,
-                               "CheckpointRequest %s carries no pod spec (annotation %s)",
-                               kyb_kube_meta(ckpt, "name"), KYB_ANNOT_POD_SPEC);
-        if (!(pod = restore_pod(r, ckpt, pod_name, spec)))
+        if (!(pod = restore_pod(r, src, pod_name)))
                 return kyb_error_set(err, ENOMEM, "restore pod");
         rc = kyb_kube_create(r->op->c, &KYB_KUBE_PODS, r->ns, pod, NULL, err);
         if (rc == -EACCES || rc == -EINVAL) {
@@ -182,45 +202,113 @@ static int create_pod(rctx *r, const json_t *ckpt, const char *pod_name, kyb_err
         return op_fail(r, "PodExists", err, "pod %s already exists", pod_name);
 }
 
-/* ---- phases ------------------------------------------------------------------------------ */
+/* ---- sources ------------------------------------------------------------------------------ */
 
-static int pending(rctx *r, kyb_error **err)
+/* The request's own storage fields win over the source's (docs/crds.md). */
+static json_t *storage_for(const rctx *r, const json_t *fallback)
 {
-        const json_t *src = json_object_get(spec_of(r->obj), "source");
-        const char *ck_name = op_sget(src, "checkpointRequestName");
-        _cleanup_free_ char *key = NULL, *pod_name = NULL, *msg = NULL;
-        _cleanup_json_ json_t *ckpt = NULL;
-        const char *phase;
+        const json_t *own = json_object_get(spec_of(r->obj), "storage");
+
+        return json_incref((json_t *)(json_is_object(own) ? own : fallback));
+}
+
+/* From a CheckpointRequest: 1 ready, 0 not yet (requeued), <0 error or failed. */
+static int from_request(rctx *r, const char *name, source *src, kyb_error **err)
+{
+        _cleanup_free_ char *key = NULL;
+        _cleanup_json_ json_t *ckpt = NULL, *full = NULL;
+        const json_t *st;
+        const char *phase, *text;
         int rc;
 
-        if (!ck_name)
-                return op_fail(r, "SourceUnsupported", err,
-                               "restoring from an artifact URI needs the pod spec stored in the "
-                               "archive, which is not implemented yet: name the CheckpointRequest");
-        if (asprintf(&key, "%s/%s", r->ns, ck_name) < 0)
+        if (asprintf(&key, "%s/%s", r->ns, name) < 0)
                 return kyb_error_set(err, ENOMEM, "key");
         if (!(ckpt = kyb_kube_informer_get(r->op->requests, key)))
-                return op_fail(r, "SourceNotFound", err, "CheckpointRequest %s not found", ck_name);
-        phase = op_sget(json_object_get(ckpt, "status"), "phase") ?: "Pending";
+                return op_fail(r, "SourceNotFound", err, "CheckpointRequest %s not found", name);
+        st = json_object_get(ckpt, "status");
+        phase = op_sget(st, "phase") ?: "Pending";
         if (!strcmp(phase, "Failed"))
-                return op_fail(r, "SourceFailed", err, "CheckpointRequest %s failed", ck_name);
+                return op_fail(r, "SourceFailed", err, "CheckpointRequest %s failed", name);
         if (strcmp(phase, "Succeeded")) {
                 *r->requeue_ms = 2000; /* its status change wakes us earlier */
                 return 0;
         }
-        if (!(pod_name = pod_name_for(r, ckpt)))
-                return kyb_error_set(err, ENOMEM, "pod name");
-        if ((rc = create_pod(r, ckpt, pod_name, err)) < 0 ||
-            !strcmp(op_sget(r->status, "phase") ?: "", "Failed"))
+        /* The cache keeps requests without the (large) pod spec: read it. */
+        if ((rc = kyb_kube_get(r->op->c, &KYB_KUBE_CHECKPOINT_REQUESTS, r->ns, name, &full, err)) <
+            0)
                 return rc;
+        text = json_string_value(json_object_get(
+            json_object_get(json_object_get(full, "metadata"), "annotations"), KYB_ANNOT_POD_SPEC));
+        src->spec = text ? json_loads(text, 0, NULL) : NULL;
+        if (!json_is_object(src->spec))
+                return op_fail(r, "SourceIncomplete", err,
+                               "CheckpointRequest %s carries no pod spec (annotation %s)", name,
+                               KYB_ANNOT_POD_SPEC);
+        src->storage = storage_for(r, json_object_get(spec_of(ckpt), "storage"));
+        src->artifact_uri = dup_or_null(op_sget(st, "artifactURI"));
+        src->checkpoint_id = dup_or_null(op_sget(st, "checkpointID"));
+        src->node = dup_or_null(op_sget(st, "nodeName"));
+        src->pod = dup_or_null(op_sget(spec_of(ckpt), "podName"));
+        src->secret = dup_or_null(op_sget(json_object_get(src->storage, "secretRef"), "name"));
+        return src->artifact_uri && src->checkpoint_id ? 1 : kyb_error_set(err, ENOMEM, "source");
+}
+
+/* From an artifact URI ".../<id>.tar.zst": the node agent left the pod spec
+ * beside it as ".../<id>.pod.json" (uploaded by the sidecar). */
+static int from_artifact(rctx *r, const char *uri, source *src, kyb_error **err)
+{
+        const char *q = strchr(uri, '?'), *end = q ? q : uri + strlen(uri);
+        const char *slash = end, *ext = ".tar.zst";
+        _cleanup_free_ char *spec_uri = NULL, *text = NULL;
+        size_t len = 0, ext_len = strlen(ext);
+        int rc;
+
+        while (slash > uri && slash[-1] != '/')
+                slash--;
+        if ((size_t)(end - slash) <= ext_len || strncmp(end - ext_len, ext, ext_len))
+                return op_fail(r, "SourceUnsupported", err, "artifact URI %s does not name a %s",
+                               uri, ext);
+        src->checkpoint_id = strndup(slash, (size_t)(end - slash) - ext_len);
+        src->artifact_uri = strdup(uri);
+        src->storage = storage_for(r, NULL);
+        src->secret = dup_or_null(op_sget(json_object_get(src->storage, "secretRef"), "name"));
+        if (!src->checkpoint_id || !src->artifact_uri ||
+            asprintf(&spec_uri, "%.*s.pod.json%s", (int)(end - ext_len - uri), uri, q ? q : "") < 0)
+                return kyb_error_set(err, ENOMEM, "source");
+        rc = op_artifact_read(r->op, r->ns, src->storage, spec_uri, 1 << 20, &text, &len, err);
+        if (rc == -ENOENT || rc == -EINVAL || rc == -EACCES || rc == -EPERM) {
+                _cleanup_free_ char *why = strdup(kyb_error_message(*err));
+
+                kyb_error_freep(err);
+                return op_fail(r, "SourceIncomplete", err, "reading the pod spec %s: %s", spec_uri,
+                               why ? why : "failed");
+        }
+        if (rc < 0)
+                return rc; /* storage unreachable: try again */
+        src->spec = json_loadb(text, len, 0, NULL);
+        if (!json_is_object(src->spec))
+                return op_fail(r, "SourceIncomplete", err, "%s is not a pod spec", spec_uri);
+        return 1;
+}
+
+/* ---- phases ------------------------------------------------------------------------------ */
+
+static bool failed(const rctx *r)
+{
+        return !strcmp(op_sget(r->status, "phase") ?: "", "Failed");
+}
+
+static int scheduled(rctx *r, const source *src, const char *pod_name, kyb_error **err)
+{
+        _cleanup_free_ char *msg = NULL;
+        int rc;
+
         if (asprintf(&msg, "created pod %s", pod_name) < 0)
                 return kyb_error_set(err, ENOMEM, "message");
         json_object_set_new(r->status, "phase", json_string("Scheduled"));
         json_object_set_new(r->status, "restoredPodName", json_string(pod_name));
-        json_object_set(r->status, "checkpointID",
-                        json_object_get(json_object_get(ckpt, "status"), "checkpointID"));
-        json_object_set(r->status, "artifactURI",
-                        json_object_get(json_object_get(ckpt, "status"), "artifactURI"));
+        json_object_set_new(r->status, "checkpointID", json_string(src->checkpoint_id));
+        json_object_set_new(r->status, "artifactURI", json_string(src->artifact_uri));
         json_object_set_new(r->status, "message", json_string(msg));
         kyb_kube_set_condition(r->status, "Scheduled", "True", "PodCreated", msg,
                                op_generation(r->obj), r->now);
@@ -228,6 +316,29 @@ static int pending(rctx *r, kyb_error **err)
                 return rc;
         op_event(r, "Normal", "PodCreated", msg);
         return 0;
+}
+
+static int pending(rctx *r, kyb_error **err)
+{
+        const json_t *from = json_object_get(spec_of(r->obj), "source");
+        const char *ck_name = op_sget(from, "checkpointRequestName");
+        _cleanup_free_ char *pod_name = NULL;
+        source src = {0};
+        int rc;
+
+        /* > 0: ready; 0: not yet, or failed (the status says which) */
+        rc = ck_name ? from_request(r, ck_name, &src, err)
+                     : from_artifact(r, op_sget(from, "artifactURI") ?: "", &src, err);
+        if (rc > 0 && !(pod_name = pod_name_for(r, &src)))
+                rc = kyb_error_set(err, ENOMEM, "pod name");
+        if (rc > 0)
+                rc = create_pod(r, &src, pod_name, err);
+        else if (rc == 0)
+                rc = -EAGAIN;
+        if (rc >= 0 && !failed(r))
+                rc = scheduled(r, &src, pod_name, err);
+        source_clear(&src);
+        return rc == -EAGAIN ? 0 : rc;
 }
 
 static const json_t *status_named(const json_t *list, const char *name)

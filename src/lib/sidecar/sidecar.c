@@ -31,6 +31,8 @@
 
 #define RESULT_SUFFIX  ".upload.json"
 #define ARTIFACT_EXT   ".tar.zst"
+#define POD_SPEC_EXT   ".pod.json" /* the node agent's copy of the pod spec, for restores */
+#define POD_SPEC_MAX   (1 << 20)
 #define DELETING_PFX   ".sidecar-deleting-"
 #define FETCHING_PFX   ".fetch-"
 #define SUB_WATCH_MASK (IN_MOVED_TO | IN_CLOSE_WRITE)
@@ -355,6 +357,37 @@ static int write_result(int dirfd, const char *id, const char *uri, const char *
         return 0;
 }
 
+/*
+ * <id>.pod.json, when the node agent wrote one, goes beside the archive
+ * first: an artifact whose result file exists then always has its pod spec
+ * (a RestoreRequest by artifact URI recreates the pod from it).
+ */
+static int upload_pod_spec(kyb_sidecar *sc, int dirfd, const char *id, kyb_error **err)
+{
+        _cleanup_free_ char *name = NULL, *buf = NULL;
+        _cleanup_close_ int fd = -1;
+        kyb_storage_writer *w = NULL;
+        ssize_t n;
+        int rc;
+
+        if (asprintf(&name, "%s" POD_SPEC_EXT, id) < 0 || !(buf = malloc(POD_SPEC_MAX)))
+                return kyb_error_set(err, ENOMEM, "%s", id);
+        fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : kyb_error_set(err, errno, "%s", name);
+        n = read(fd, buf, POD_SPEC_MAX);
+        if (n < 0 || n == POD_SPEC_MAX)
+                return kyb_error_set(err, n < 0 ? errno : EFBIG, "%s", name);
+        if ((rc = kyb_storage_writer_open(sc->storage, name, &w, err)) < 0)
+                return kyb_error_wrap(err, rc, "upload %s", name);
+        if ((rc = kyb_storage_writer_write(w, buf, (size_t)n, err)) < 0) {
+                kyb_storage_writer_abort(w);
+                return kyb_error_wrap(err, rc, "upload %s", name);
+        }
+        rc = kyb_storage_writer_commit(w, NULL, err);
+        return rc < 0 ? kyb_error_wrap(err, rc, "upload %s", name) : 0;
+}
+
 static int upload_one(kyb_sidecar *sc, int dirfd, const char *id, kyb_error **err)
 {
         const kyb_sidecar_config *cfg = sc->cfg;
@@ -376,6 +409,8 @@ static int upload_one(kyb_sidecar *sc, int dirfd, const char *id, kyb_error **er
                 return rc;
         u.hash = hash;
         kyb_log_info("uploading checkpoint %s to %s", id, uri);
+        if ((rc = upload_pod_spec(sc, dirfd, id, err)) < 0)
+                return rc;
         atomic_store(&sc->busy, true);
         rc = kyb_storage_writer_open(sc->storage, key, &u.w, err);
         if (rc >= 0) {
