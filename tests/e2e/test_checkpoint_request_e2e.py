@@ -173,3 +173,22 @@ def test_checkpoint_failing_on_the_node_fails_the_request(stack, kube, kubelet, 
     assert conds["Checkpointed"] == ("False", "CheckpointFailed")
     assert os.path.isdir(stack.store / "taken")
     assert not (stack.store / "taken.pod.json").exists()  # removed with the failed run
+
+
+def test_upload_never_reported_times_out(stack, kube, kubelet):
+    """No sidecar uploads the checkpoint: the agent fails the request after
+    --upload-timeout, with the reason, and leaves the checkpoint on the node."""
+    assert stack.agent.stop() == 0
+    stack.agent = Proc(stack.agent_argv + ["--upload-timeout", "3s"], stack.tmp / "agent.log")
+    stack.agent.wait_log("node controller on for node", timeout=60)
+    pod_name, req = f"e2e-{uuid.uuid4().hex[:6]}", f"ckpt-{uuid.uuid4().hex[:6]}"
+    run_pod(kube, kubelet, pod_name)
+    apply_request(kube, stack.tmp, req, pod_name)
+    end = time.monotonic() + 90
+    while (st := get_request(kube, req).get("status", {})).get("phase") != "Failed":
+        assert time.monotonic() < end, st
+        time.sleep(0.2)
+    assert st["message"] == "the sidecar did not report an upload in time"
+    conds = {c["type"]: (c["status"], c["reason"]) for c in st["conditions"]}
+    assert conds["Checkpointed"][0] == "True" and conds["Uploaded"] == ("False", "UploadTimeout")
+    assert (stack.store / st["checkpointID"] / "manifest.json").exists()

@@ -108,7 +108,9 @@ int op_artifact_read(kyb_operator *op, const char *ns, const json_t *storage, co
                 while ((got = kyb_storage_reader_read(r, buf + n, max + 1 - n, err)) > 0 &&
                        (n += (size_t)got) <= max)
                         ;
-                rc = got < 0 ? (int)got : n > max ? kyb_error_setf(err, EFBIG, "%s is over %zu bytes", uri, max) : 0;
+                rc = got < 0   ? (int)got
+                     : n > max ? kyb_error_setf(err, EFBIG, "%s is over %zu bytes", uri, max)
+                               : 0;
                 kyb_storage_reader_close(r);
         }
         kyb_storage_close(s);
