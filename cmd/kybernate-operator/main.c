@@ -15,8 +15,8 @@
 static const char usage[] =
     "Usage: kybernate-operator [OPTIONS]\n"
     "\n"
-    "Runs the controllers of CheckpointRequest (and, in later releases, RestoreRequest\n"
-    "and CheckpointPolicy) against the cluster of --kubeconfig or, inside a pod, the\n"
+    "Runs the controllers of CheckpointRequest, RestoreRequest and CheckpointPolicy\n"
+    "(docs/operator.md) against the cluster of --kubeconfig or, inside a pod, the\n"
     "in-cluster service account. With --leader-elect (default) only the replica holding\n"
     "the Lease acts; a leader that loses the Lease exits with status 1. SIGTERM stops\n"
     "after the requests in progress and releases the Lease.\n"
