@@ -206,9 +206,11 @@ class Lines:
         return self.lines
 
 
-def test_informer_survives_apiserver_restart_and_misses_nothing(driver, kube):
+@pytest.mark.parametrize("mode", ["objects", "compact"])
+def test_informer_survives_apiserver_restart_and_misses_nothing(driver, kube, mode):
     label = unique("inf")
-    inf = Lines([driver.path, str(kube.kubeconfig), "informer", "checkpointrequests", NS])
+    inf = Lines([driver.path, str(kube.kubeconfig), "informer", "checkpointrequests", NS,
+                 *(["compact"] if mode == "compact" else [])])
     try:
         inf.wait(lambda x: x.get("synced"), what="synced")
         a, b = f"{label}-a", f"{label}-b"

@@ -30,6 +30,10 @@ typedef struct kyb_kube_informer_opts {
         kyb_kube_list_opts list;
         unsigned watch_timeout_s; /* 0: 300 */
         unsigned backoff_max_ms;  /* 0: 5000 */
+        /* Keep objects as compact JSON text (about a tenth of the memory of
+         * parsed jansson objects) and parse them on each get, list and
+         * handler call: for large caches read now and then. */
+        bool compact;
         /* Optional: reduces each object before it is cached (drop fields the
          * controller never reads); it must keep metadata name, namespace and
          * resourceVersion. Returns a new reference, or NULL to cache the

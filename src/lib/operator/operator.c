@@ -3,6 +3,7 @@
 #define KYB_LOG_MODULE "operator"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -460,6 +461,8 @@ static int setup_informers(kyb_operator *op, kyb_error **err)
             .resource = &KYB_KUBE_CHECKPOINT_REQUESTS,
             .ns = op->cfg.watch_namespace,
             .transform = slim_request,
+            .compact = true,
+            .list = {.page_size = 100}, /* a small transient during sync */
             .handlers = {on_req_add, on_req_update, on_req_delete, op},
             .on_error = on_api_error,
         };
@@ -467,6 +470,8 @@ static int setup_informers(kyb_operator *op, kyb_error **err)
             .resource = &KYB_KUBE_PODS,
             .ns = op->cfg.watch_namespace,
             .transform = slim_pod,
+            .compact = true,
+            .list = {.page_size = 100},
             .handlers = {on_pod_add, on_pod_update, on_pod_add, op},
             .on_error = on_api_error,
         };
@@ -576,6 +581,8 @@ int kyb_operator_run(kyb_operator *op, kyb_error **err)
                                       "caches not synced within 60 s: is the API server reachable "
                                       "and are the CRDs installed?");
         kyb_log_info("caches synced");
+        /* The initial lists' pages are garbage now: give the heap back. */
+        malloc_trim(0);
         if ((rc = start_workers(op)) < 0)
                 return kyb_error_set(err, -rc, "workers");
         if ((rc = start_election(op, err)) < 0)

@@ -10,7 +10,7 @@
  *   kube_driver KUBECONFIG patch RES NS NAME merge|json JSON [status]
  *   kube_driver KUBECONFIG delete RES NS NAME [UID [RV]]
  *   kube_driver KUBECONFIG watch RES NS RV TIMEOUT_S
- *   kube_driver KUBECONFIG informer RES NS        (until SIGTERM)
+ *   kube_driver KUBECONFIG informer RES NS [compact]   (until SIGTERM)
  *   kube_driver KUBECONFIG leader NS NAME ID LEASE_MS RENEW_MS RETRY_MS
  *   kube_driver KUBECONFIG event RES NS NAME TYPE REASON MESSAGE
  *
@@ -142,6 +142,7 @@ static int run_informer(kyb_kube_client *c, char **argv)
             .resource = resource(argv[0]),
             .ns = strcmp(argv[1], "-") ? argv[1] : NULL,
             .backoff_max_ms = 1000,
+            .compact = argv[2] && !strcmp(argv[2], "compact"),
             .handlers = {.on_add = on_add, .on_update = on_update, .on_delete = on_delete},
         };
         kyb_kube_informer *inf = NULL;
@@ -228,7 +229,7 @@ static int run(kyb_kube_client *c, const char *cmd, int argc, char **argv)
                 rc = kyb_kube_get(c, resource(argv[0]), argv[1], argv[2], &in, &err);
                 if (rc >= 0)
                         rc = kyb_kube_event(c, in, argv[3], argv[4], "kube-driver", argv[5], &err);
-        } else if (!strcmp(cmd, "informer") && argc == 2) {
+        } else if (!strcmp(cmd, "informer") && (argc == 2 || argc == 3)) {
                 return run_informer(c, argv);
         } else if (!strcmp(cmd, "leader") && argc == 6) {
                 return run_leader(c, argv);
