@@ -103,9 +103,11 @@ int main(int argc, char **argv)
         pthread_sigmask(SIG_BLOCK, &set, NULL);
         signal(SIGPIPE, SIG_IGN);
         /* Informers, workers and curl all allocate from their own threads:
-         * one malloc arena each would keep freed memory per thread (bench:
-         * 84 -> 62 MiB peak with 2). */
-        mallopt(M_ARENA_MAX, 2);
+         * one arena per thread would keep freed memory per thread, and the
+         * API traffic, not malloc, bounds the operator. Response buffers of
+         * list pages go to mmap and back to the kernel when freed. */
+        mallopt(M_ARENA_MAX, 1);
+        mallopt(M_MMAP_THRESHOLD, 64 << 10);
         if (status.help)
                 rc = print_help();
         else if (status.next_arg < argc) {

@@ -229,6 +229,15 @@ static int collect(void *ctx, json_t *raw)
                 return 0;
         if (!(obj = prepare(l->inf, raw)))
                 return -ENOMEM;
+        if (l->inf->o.compact) { /* the whole list is held until the diff */
+                char *text = json_dumps(obj, JSON_COMPACT);
+
+                json_decref(obj);
+                obj = text ? json_string(text) : NULL;
+                free(text);
+                if (!obj)
+                        return -ENOMEM;
+        }
         return json_object_set_new(l->fresh, key, obj) < 0 ? -ENOMEM : 0;
 }
 
@@ -254,8 +263,10 @@ static int relist(kyb_kube_informer *inf, kyb_error **err)
         drop_missing(inf, fresh);
         json_object_foreach(fresh, key, obj)
         {
-                if (!unchanged(inf, key, obj))
-                        store(inf, obj);
+                _cleanup_json_ json_t *o = decode(inf, obj);
+
+                if (o && !unchanged(inf, key, o))
+                        store(inf, o);
         }
         free(inf->rv);
         inf->rv = rv;
