@@ -626,7 +626,7 @@ def report(a, scen, host):
         f"operator benchmark: {n:,} CheckpointRequests created at once by {a.threads} client "
         f"threads, kube-apiserver 1.20.2 + etcd on 127.0.0.1, {a.nodes} no-op nodes "
         f"(bench/nodectl_noop, {a.node_workers} workers each), kybernate-operator from "
-        f"{a.build} (--no-leader-elect, default workers (16), info log, metrics on"
+        f"{a.build} (--no-leader-elect, default workers (12), info log, metrics on"
         f"{', ' + a.operator_args if a.operator_args else ''}); baseline = the same writes "
         f"(7 calls/request) from a Python client in the same run; "
         f"{'median (min-max) of ' + str(a.runs) + ' runs' if a.runs > 1 else '1 run'}; "
@@ -695,7 +695,7 @@ def report(a, scen, host):
         for x in s["pipeline"]:
             out.append(f"\n{s['pods']:,} pods: a CheckpointRequest at Succeeded is "
                        f"{x['cr_json_bytes'] / 1024:.1f} KiB of JSON (list, managedFields "
-                       f"included; the operator caches it whole), "
+                       f"included; the operator caches it slimmed), "
                        f"{x['cr_json_bytes'] * n / MIB:.1f} MiB for all {n:,}; operator RSS "
                        f"after sync {x['after_sync']['RssAnon'] / 1024:.1f} MiB anon + "
                        f"{x['after_sync']['RssFile'] / 1024:.1f} MiB file, at the end "

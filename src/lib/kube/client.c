@@ -12,16 +12,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
+
 #include "kube/kube-internal.h"
 
 #define MAX_RESPONSE (256u << 20) /* a list of 10,000 pods is ~100 MiB */
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result; /* written once, inside curl_once */
+/* Written once, inside curl_once. */
+static CURLcode curl_init_result;
+static bool curl_uses_openssl;
 
 static void curl_init(void)
 {
+        const curl_version_info_data *v;
+
         curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+        v = curl_version_info(CURLVERSION_NOW);
+        curl_uses_openssl = v && v->ssl_version && !strncmp(v->ssl_version, "OpenSSL/", 8);
 }
 
 int kyb_kube_client_new(const kyb_kube_config *cfg, const kyb_kube_client_opts *opts,
@@ -143,6 +151,11 @@ int kube_handle_get(kyb_kube_client *c, CURL **out, struct curl_slist **headers,
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
         curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+        /* One request per handle at a time, so HTTP/2 multiplexes nothing;
+         * HTTP/1.1 spares each pooled handle nghttp2's session and the 64 KiB
+         * upload buffer HTTP/2 request bodies go through. */
+        curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+        curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
         *headers = NULL;
         if ((rc = configure_tls(c, h, err)) < 0 || (rc = auth_header(c, headers, err)) < 0) {
                 curl_slist_free_all(*headers);

@@ -8,11 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/log.h"
 #include "kyb-version.h"
 #include "operator/operator-internal.h"
+
+#define OP_TRIM_INTERVAL_S 10
 
 const kyb_config_option kyb_operator_options[] = {
     {"kubeconfig", KYB_CONFIG_STRING, offsetof(kyb_operator_config, kubeconfig), NULL, 0, 0,
@@ -37,7 +40,7 @@ const kyb_config_option kyb_operator_options[] = {
      600000, "how often candidates try and leaders renew"},
     {"metrics-address", KYB_CONFIG_STRING, offsetof(kyb_operator_config, metrics_address),
      "127.0.0.1:9463", 0, 0, "host:port of /metrics and /healthz (empty: off)"},
-    {"workers", KYB_CONFIG_INT64, offsetof(kyb_operator_config, workers), "16", 1, 64,
+    {"workers", KYB_CONFIG_INT64, offsetof(kyb_operator_config, workers), "12", 1, 64,
      "requests reconciled in parallel"},
     {"pod-wait", KYB_CONFIG_DURATION, offsetof(kyb_operator_config, pod_wait_ms), "30s", 0,
      86400000, "how long a request waits for its pod to exist before it fails"},
@@ -508,6 +511,7 @@ int kyb_operator_new(const kyb_operator_config *cfg, kyb_operator **out, kyb_err
 {
         kyb_operator *op = calloc(1, sizeof(*op));
         kyb_kube_client_opts co = {.user_agent = KYB_COMPONENT};
+        pthread_condattr_t attr;
         int rc;
 
         if (!op)
@@ -515,7 +519,10 @@ int kyb_operator_new(const kyb_operator_config *cfg, kyb_operator **out, kyb_err
         op->cfg = *cfg;
         pthread_mutex_init(&op->mu, NULL);
         pthread_mutex_init(&op->index_mu, NULL);
-        pthread_cond_init(&op->cv, NULL);
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&op->cv, &attr);
+        pthread_condattr_destroy(&attr);
         op->by_pod = json_object();
         op->q =
             kyb_workqueue_new(&(kyb_workqueue_opts){.base_delay_ms = 50, .max_delay_ms = 30000});
@@ -562,6 +569,20 @@ static int start_election(kyb_operator *op, kyb_error **err)
         return kyb_kube_leader_start(op->c, &lo, &op->leader, err);
 }
 
+/* Called with op->mu held. Freed JSON of past reconciles is scattered over
+ * the heap between live cache entries; glibc only returns the top of the
+ * heap by itself, so the free pages in between are handed back here
+ * (MADV_DONTNEED, a walk of a few MiB). */
+static void idle_tick(kyb_operator *op)
+{
+        struct timespec until;
+
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += OP_TRIM_INTERVAL_S;
+        if (pthread_cond_timedwait(&op->cv, &op->mu, &until) == ETIMEDOUT)
+                malloc_trim(0);
+}
+
 int kyb_operator_run(kyb_operator *op, kyb_error **err)
 {
         int rc;
@@ -589,7 +610,7 @@ int kyb_operator_run(kyb_operator *op, kyb_error **err)
                 return rc;
         pthread_mutex_lock(&op->mu);
         while (!op->stopping)
-                pthread_cond_wait(&op->cv, &op->mu);
+                idle_tick(op);
         rc = op->lost ? kyb_error_setf(err, ENOLCK, "lost the leader lease; exiting") : 0;
         pthread_mutex_unlock(&op->mu);
         return rc;
