@@ -264,6 +264,42 @@ def test_stuck_request_times_out(operator, k8s):
     assert "phase Checkpointing" in obj["status"]["message"]
 
 
+def conflicts(operator):
+    m = re.search(r'kybernate_operator_reconciles_total\{result="conflict"\} (\d+)',
+                  operator.metrics())
+    return int(m.group(1)) if m else 0
+
+
+def test_conflicts_are_retried(operator, k8s):
+    """A user editing a request while the operator assigns it: the
+    operator's conditional writes get 409 Conflict, it retries from the
+    fresh object, and the request is still assigned exactly once."""
+    core, custom = k8s
+    before, done = conflicts(operator), []
+    for _ in range(15):  # until the edits have caused a conflict
+        pod, req = unique("busy"), unique("ckpt")
+        make_pod(core, pod)
+        make_request(custom, req, pod)
+        done.append(req)
+        edits, end = 0, time.monotonic() + 10
+        while time.monotonic() < end:
+            custom.patch_namespaced_custom_object(
+                "kybernate.io", "v1alpha1", NS, "checkpointrequests", req,
+                {"metadata": {"labels": {"edited": str(edits)}}})
+            edits += 1
+            if get_request(custom, req).get("status", {}).get("phase") == "Scheduled":
+                break
+        if conflicts(operator) > before:
+            break
+    assert conflicts(operator) > before, "no conflict in 15 edited requests"
+    for req in done:
+        obj = wait_phase(custom, req, "Scheduled")
+        assert obj["metadata"]["labels"]["kybernate.io/node"] == "node-a"
+        assert "edited" in obj["metadata"]["labels"]  # the user's edits are kept
+        reasons = [e.reason for e in events_for(core, req, reason="Scheduled")]
+        assert reasons.count("Scheduled") == 1, (req, reasons)
+
+
 def test_recovers_after_apiserver_restart(operator, kube, k8s):
     core, custom = k8s
     kube.stop_apiserver()
@@ -628,7 +664,7 @@ def test_policy_schedule_retention_suspend_delete(operator, k8s, tmp_path):
     assert st["lastRunTime"] and st["nextRunTime"] > st["lastRunTime"]
     assert st["lastRequestName"] in [r["metadata"]["name"] for r in first]
     conds = {c["type"]: c["status"] for c in st["conditions"]}
-    assert conds == {"Ready": "True", "Suspended": "False"}
+    assert conds == {"Ready": "True", "Suspended": "False", "TriggersSupported": "True"}
 
     old_paths = [finish(custom, r, artifacts) for r in first]
     fast_forward(custom, pol)
@@ -709,3 +745,27 @@ def test_policy_node_drain_and_before_termination(operator, k8s, tmp_path):
         assert len(policy_requests(custom, pol)) == 1
     finally:
         core.delete_node(node)
+
+
+def test_policy_on_preemption_is_reported_unsupported(operator, k8s, tmp_path):
+    core, custom = k8s
+    pol, ok = unique("pol"), unique("pol")
+    make_policy(custom, pol, unique("app"), tmp_path, triggers={"onPreemption": True})
+    make_policy(custom, ok, unique("app"), tmp_path, triggers={"onNodeDrain": True})
+
+    def cond(name):
+        st = get_policy(custom, name).get("status", {})
+        return next((c for c in st.get("conditions", []) if c["type"] == "TriggersSupported"),
+                    None)
+    c = wait_for(lambda: cond(pol), what="TriggersSupported on the preemption policy")
+    assert (c["status"], c["reason"]) == ("False", "OnPreemptionNotSupported")
+    assert "no signal before a pod is preempted" in c["message"]
+    evs = events_for(core, pol, reason="OnPreemptionNotSupported")
+    assert [e.type for e in evs if e.reason == "OnPreemptionNotSupported"] == ["Warning"]
+    c = wait_for(lambda: cond(ok), what="TriggersSupported on the drain policy")
+    assert (c["status"], c["reason"]) == ("True", "Supported")
+    # switching the trigger off clears the condition
+    on_conflict_retry(lambda: custom.patch_namespaced_custom_object(
+        "kybernate.io", "v1alpha1", NS, "checkpointpolicies", pol,
+        {"spec": {"triggers": {"onPreemption": False, "onNodeDrain": True}}}))
+    wait_for(lambda: cond(pol)["status"] == "True", what="condition cleared")

@@ -392,6 +392,23 @@ static int mark_pods(pctx *p, const json_t *pods, kyb_error **err)
         return 0;
 }
 
+/* onPreemption stays in the schema for clusters that can signal it, but
+ * Kubernetes 1.20's scheduler deletes a victim before anything announces
+ * the preemption: a policy asking for it is told so, not silently ignored. */
+static void report_triggers(pctx *p)
+{
+        static const char msg[] = "onPreemption is not acted on: Kubernetes 1.20 gives no signal "
+                                  "before a pod is preempted (the scheduler deletes it first)";
+        bool on = trigger_on(p, "onPreemption");
+
+        if (kyb_kube_set_condition(p->status, "TriggersSupported", on ? "False" : "True",
+                                   on ? "OnPreemptionNotSupported" : "Supported", on ? msg : "",
+                                   op_generation(p->pol), p->now) &&
+            on)
+                kyb_kube_event(p->op->c, p->pol, "Warning", "OnPreemptionNotSupported",
+                               KYB_COMPONENT, msg, NULL);
+}
+
 static int schedule(pctx *p, const json_t *pods, uint64_t *requeue_ms, kyb_error **err)
 {
         int64_t every = interval_ns(p);
@@ -406,6 +423,7 @@ static int schedule(pctx *p, const json_t *pods, uint64_t *requeue_ms, kyb_error
                                suspended ? "Suspended" : "Active",
                                suspended ? "spec.suspend is set" : "", op_generation(p->pol),
                                p->now);
+        report_triggers(p);
         if (!suspended && trigger_on(p, "onNodeDrain") && (rc = drain_trigger(p, pods, err)) < 0)
                 return rc;
         if (!suspended && trigger_on(p, "beforeTermination") && (rc = mark_pods(p, pods, err)) < 0)
