@@ -59,14 +59,30 @@ static int64_t generation(const json_t *obj)
 
 typedef void (*status_edit)(json_t *status, const json_t *req, void *arg);
 
+/* The object to edit: the hint when it is at the expected phase (the write
+ * is conditional on its resourceVersion, so a stale hint costs a conflict,
+ * never a wrong write), otherwise the live object. */
+static int status_base(kyb_nodectl *n, const json_t *hint, const char *ns, const char *name,
+                       const char *expect_phase, json_t **out, kyb_error **err)
+{
+        const char *phase = sget(json_object_get(hint, "status"), "phase");
+
+        if (hint && (!expect_phase || (phase && !strcmp(phase, expect_phase))))
+                return (*out = json_deep_copy(hint)) ? 0 : kyb_error_set(err, ENOMEM, "status");
+        return kyb_kube_get(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, ns, name, out, err);
+}
+
 /*
  * Applies edit to the request's latest status and writes it, re-reading on
  * conflict: the outcome of a checkpoint that took minutes must not be lost
  * to an operator that wrote a condition meanwhile. expect_phase guards
  * against acting on a request someone else moved on (NULL: any phase).
+ * The first attempt edits hint (NULL: read first); written, if given, gets
+ * the object as stored.
  */
-static int write_status(kyb_nodectl *n, const char *ns, const char *name, const char *expect_phase,
-                        status_edit edit, void *arg, kyb_error **err)
+static int write_status(kyb_nodectl *n, const json_t *hint, const char *ns, const char *name,
+                        const char *expect_phase, status_edit edit, void *arg, json_t **written,
+                        kyb_error **err)
 {
         int rc = -ESTALE;
 
@@ -75,8 +91,7 @@ static int write_status(kyb_nodectl *n, const char *ns, const char *name, const 
                 json_t *st;
 
                 kyb_error_freep(err);
-                if ((rc = kyb_kube_get(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, ns, name, &req, err)) <
-                    0)
+                if ((rc = status_base(n, i ? NULL : hint, ns, name, expect_phase, &req, err)) < 0)
                         return rc;
                 st = json_object_get(req, "status");
                 if (!json_is_object(st))
@@ -86,7 +101,7 @@ static int write_status(kyb_nodectl *n, const char *ns, const char *name, const 
                                               sget(st, "phase") ?: "(none)", expect_phase);
                 edit(st, req, arg);
                 json_object_set_new(st, "observedGeneration", json_integer(generation(req)));
-                rc = kyb_kube_update_status(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, req, NULL, err);
+                rc = kyb_kube_update_status(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, req, written, err);
         }
         return rc;
 }
@@ -157,21 +172,19 @@ static void edit_succeeded(json_t *st, const json_t *req, void *arg)
                                generation(req), now_ns());
 }
 
-static int fail(kyb_nodectl *n, const char *ns, const char *name, const char *expect,
-                const failure *f)
+static int fail(kyb_nodectl *n, const json_t *hint, const char *expect, const failure *f)
 {
+        const char *ns = kyb_kube_meta(hint, "namespace"), *name = kyb_kube_meta(hint, "name");
         _cleanup_error_ kyb_error *err = NULL;
         _cleanup_json_ json_t *req = NULL;
-        int rc = write_status(n, ns, name, expect, edit_failed, (void *)f, &err);
+        int rc = write_status(n, hint, ns, name, expect, edit_failed, (void *)f, &req, &err);
 
         if (rc < 0) {
                 kyb_log_error_ctx(err, "checkpointrequest %s/%s: recording failure", ns, name);
                 return rc;
         }
         kyb_log_info("checkpointrequest %s/%s failed: %s", ns, name, f->message);
-        if (kyb_kube_get(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, ns, name, &req, NULL) == 0)
-                kyb_kube_event(n->c, req, "Warning", f->reason, "kybernate-agent", f->message,
-                               NULL);
+        kyb_kube_event(n->c, req, "Warning", f->reason, "kybernate-agent", f->message, NULL);
         return 0;
 }
 
@@ -321,11 +334,11 @@ static int checkpoint(kyb_nodectl *n, const char *key, const json_t *req)
 
                 if (asprintf(&msg, "checkpoint: %s", kyb_error_message(err)) < 0)
                         return -ENOMEM;
-                return fail(n, ns, name, "Checkpointing",
+                return fail(n, req, "Checkpointing",
                             &(failure){"CheckpointFailed", msg, "Checkpointed"});
         }
         kyb_error_freep(&err);
-        rc = write_status(n, ns, name, "Checkpointing", edit_uploading, result, &err);
+        rc = write_status(n, req, ns, name, "Checkpointing", edit_uploading, result, NULL, &err);
         if (rc < 0)
                 kyb_log_error_ctx(err, "checkpointrequest %s: recording the checkpoint", key);
         else
@@ -338,7 +351,7 @@ static int checkpoint(kyb_nodectl *n, const char *key, const json_t *req)
 static int claim(kyb_nodectl *n, const char *key, const json_t *req)
 {
         _cleanup_error_ kyb_error *err = NULL;
-        _cleanup_json_ json_t *claimed = json_deep_copy(req);
+        _cleanup_json_ json_t *claimed = json_deep_copy(req), *stored = NULL;
         json_t *st = json_object_get(claimed, "status");
         int rc;
 
@@ -348,7 +361,7 @@ static int claim(kyb_nodectl *n, const char *key, const json_t *req)
          * a dead agent left behind. */
         edit_checkpointing(st, claimed, NULL);
         mark_running(n, key, true);
-        rc = kyb_kube_update_status(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, claimed, NULL, &err);
+        rc = kyb_kube_update_status(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, claimed, &stored, &err);
         if (rc < 0)
                 mark_running(n, key, false);
         if (rc == -ESTALE)
@@ -357,7 +370,7 @@ static int claim(kyb_nodectl *n, const char *key, const json_t *req)
                 kyb_log_error_ctx(err, "checkpointrequest %s: claiming", key);
                 return rc;
         }
-        return checkpoint(n, key, claimed);
+        return checkpoint(n, key, stored); /* its resourceVersion guards the next write */
 }
 
 static int read_result(kyb_nodectl *n, const char *id, json_t **out)
@@ -395,7 +408,7 @@ static int uploading(kyb_nodectl *n, const char *key, const json_t *req, uint64_
 
         if (read_result(n, sget(st, "checkpointID") ?: "", &up) < 0) {
                 if (now_ns() - uploading_since(st) > n->o.upload_timeout_ms * 1000000)
-                        return fail(n, ns, name, "Uploading",
+                        return fail(n, req, "Uploading",
                                     &(failure){"UploadTimeout",
                                                "the sidecar did not report an upload in time",
                                                "Uploaded"});
@@ -403,10 +416,10 @@ static int uploading(kyb_nodectl *n, const char *key, const json_t *req, uint64_
                 return 0;
         }
         if (!sget(up, "artifact") || !sget(up, "sha256"))
-                return fail(n, ns, name, "Uploading",
+                return fail(n, req, "Uploading",
                             &(failure){"UploadFailed", "the sidecar's result file is malformed",
                                        "Uploaded"});
-        rc = write_status(n, ns, name, "Uploading", edit_succeeded, up, &err);
+        rc = write_status(n, req, ns, name, "Uploading", edit_succeeded, up, NULL, &err);
         if (rc < 0 && rc != -ESTALE)
                 kyb_log_error_ctx(err, "checkpointrequest %s: recording the upload", key);
         else if (rc >= 0)
@@ -437,7 +450,7 @@ static int resume(kyb_nodectl *n, const char *key, const json_t *cached)
                 return checkpoint(n, key, req); /* the old run rolled back: again */
         }
         kyb_log_info("checkpointrequest %s: found committed after a restart", key);
-        return write_status(n, ns, name, "Checkpointing", edit_uploading, result, &err);
+        return write_status(n, req, ns, name, "Checkpointing", edit_uploading, result, NULL, &err);
 }
 
 static int reconcile(kyb_nodectl *n, const char *key, uint64_t *requeue)
