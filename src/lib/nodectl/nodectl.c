@@ -15,9 +15,10 @@
 #include "kube/workqueue.h"
 #include "nodectl/nodectl.h"
 #include "store/fsutil.h"
+#include "store/store.h"
 
-#define RESULT_SUFFIX  ".upload.json"
-#define POD_SPEC_EXT   ".pod.json"
+#define RESULT_SUFFIX  KYB_STORE_UPLOAD_RESULT_SUFFIX
+#define POD_SPEC_EXT   KYB_STORE_POD_SPEC_SUFFIX
 #define POLL_MS        1000
 #define WRITE_ATTEMPTS 5
 

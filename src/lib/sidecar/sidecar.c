@@ -28,10 +28,12 @@
 #include "storage/storage.h"
 #include "store/digest.h"
 #include "store/fsutil.h"
+#include "store/store.h"
 
-#define RESULT_SUFFIX  ".upload.json"
-#define ARTIFACT_EXT   ".tar.zst"
-#define POD_SPEC_EXT   ".pod.json" /* the node agent's copy of the pod spec, for restores */
+#define RESULT_SUFFIX KYB_STORE_UPLOAD_RESULT_SUFFIX
+#define ARTIFACT_EXT  ".tar.zst"
+#define POD_SPEC_EXT                                                                               \
+        KYB_STORE_POD_SPEC_SUFFIX /* the node agent's copy of the pod spec, for restores */
 #define POD_SPEC_MAX   (1 << 20)
 #define DELETING_PFX   ".sidecar-deleting-"
 #define FETCHING_PFX   ".fetch-"

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/validate.h"
 #include "store/seal.h"
@@ -236,6 +237,22 @@ static int lock_and_trash(kyb_store *s, const char *id, char **trash, kyb_error 
         return rc;
 }
 
+static int remove_companions(kyb_store *s, const char *id, kyb_error **err)
+{
+        static const char *const suffixes[] = {KYB_STORE_POD_SPEC_SUFFIX,
+                                               KYB_STORE_UPLOAD_RESULT_SUFFIX};
+
+        for (size_t i = 0; i < KYB_ARRAY_SIZE(suffixes); i++) {
+                _cleanup_free_ char *name = NULL;
+
+                if (asprintf(&name, "%s%s", id, suffixes[i]) < 0)
+                        return kyb_error_set(err, ENOMEM, "delete %s", id);
+                if (unlinkat(s->root_fd, name, 0) < 0 && errno != ENOENT)
+                        return kyb_error_set(err, errno, "delete %s: %s", id, name);
+        }
+        return 0;
+}
+
 int kyb_store_delete(kyb_store *s, const char *id, uint64_t *freed_bytes, kyb_error **err)
 {
         _cleanup_free_ char *trash = NULL;
@@ -257,6 +274,8 @@ int kyb_store_delete(kyb_store *s, const char *id, uint64_t *freed_bytes, kyb_er
                 *freed_bytes = freed;
         if (rc < 0)
                 return kyb_error_wrap(err, rc, "delete %s", id);
+        if ((rc = remove_companions(s, id, err)) < 0)
+                return rc;
         if (fsync(s->root_fd) < 0)
                 return kyb_error_set(err, errno, "delete %s: fsync %s", id, s->root);
         return 0;

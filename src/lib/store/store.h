@@ -113,8 +113,17 @@ int kyb_store_list(kyb_store *s, const kyb_label *selector, size_t n_selector, k
 int kyb_store_get(kyb_store *s, const char *id, kyb_checkpoint *out, kyb_error **err);
 
 /*
- * Deletes a checkpoint; *freed_bytes (may be NULL) receives the bytes of the
- * removed files. -EBUSY while it is acquired, -ENOENT when absent.
+ * Files beside a checkpoint's directory that belong to it: the node agent's
+ * copy of the pod spec and the sidecar's upload result. They go when the
+ * checkpoint goes.
+ */
+#define KYB_STORE_POD_SPEC_SUFFIX      ".pod.json"
+#define KYB_STORE_UPLOAD_RESULT_SUFFIX ".upload.json"
+
+/*
+ * Deletes a checkpoint and its companion files; *freed_bytes (may be NULL)
+ * receives the bytes of the removed checkpoint files. -EBUSY while it is
+ * acquired, -ENOENT when absent.
  */
 int kyb_store_delete(kyb_store *s, const char *id, uint64_t *freed_bytes, kyb_error **err);
 

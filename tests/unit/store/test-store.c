@@ -417,6 +417,29 @@ static void test_delete_respects_leases(void **state)
         kyb_store_release(fx->s, "never");
 }
 
+static void test_delete_removes_companion_files(void **state)
+{
+        fixture *fx = *state;
+        _cleanup_error_ kyb_error *err = NULL;
+
+        tu_make_checkpoint(fx->s, "c1", 1, 100, NULL);
+        tu_make_checkpoint(fx->s, "c1.pod", 2, 100, NULL);
+        tu_write(fx->root, "c1" KYB_STORE_POD_SPEC_SUFFIX, "{}", 2);
+        tu_write(fx->root, "c1" KYB_STORE_UPLOAD_RESULT_SUFFIX, "{}", 2);
+        tu_write(fx->root, "c1.pod" KYB_STORE_POD_SPEC_SUFFIX, "{}", 2);
+        tu_write(fx->root, "c1.other", "x", 1);
+        assert_int_equal(kyb_store_delete(fx->s, "c1", NULL, &err), 0);
+        assert_false(tu_exists(fx->root, "c1" KYB_STORE_POD_SPEC_SUFFIX));
+        assert_false(tu_exists(fx->root, "c1" KYB_STORE_UPLOAD_RESULT_SUFFIX));
+        /* another checkpoint whose ID extends this one keeps everything */
+        assert_true(tu_exists(fx->root, "c1.pod/manifest.json"));
+        assert_true(tu_exists(fx->root, "c1.pod" KYB_STORE_POD_SPEC_SUFFIX));
+        assert_true(tu_exists(fx->root, "c1.other"));
+        /* ... and its own companion goes with it */
+        assert_int_equal(kyb_store_delete(fx->s, "c1.pod", NULL, &err), 0);
+        assert_false(tu_exists(fx->root, "c1.pod" KYB_STORE_POD_SPEC_SUFFIX));
+}
+
 static void test_list_sorted_and_filtered(void **state)
 {
         fixture *fx = *state;
@@ -661,6 +684,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_concurrent_begin_one_wins, setup, teardown),
             cmocka_unit_test_setup_teardown(test_concurrent_operations, setup, teardown),
             cmocka_unit_test_setup_teardown(test_delete_respects_leases, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_delete_removes_companion_files, setup, teardown),
             cmocka_unit_test_setup_teardown(test_list_sorted_and_filtered, setup, teardown),
             cmocka_unit_test_setup_teardown(test_gc_oldest_first_spares_acquired, setup, teardown),
             cmocka_unit_test_setup_teardown(test_abort_removes_everything, setup, teardown),
