@@ -148,8 +148,8 @@ def main():
     base_u, base_s, _ = results[("grpcio", "grpcio")]
     print(f"rpc benchmark: {a.calls} sequential unary calls, {a.messages}-message stream, "
           f"median of {a.repeat}; baseline = grpcio client -> grpcio server")
-    print(f"| client -> server | unary calls/s | ratio | stream msgs/s | ratio | server peak RSS |")
-    print(f"| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| client -> server | unary calls/s | ratio | stream msgs/s | ratio | server peak RSS |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for (client, server), (u, s, rss) in results.items():
         print(f"| {client} -> {server} | {u:,.0f} | {u / base_u:.2f}x | {s:,.0f} | "
               f"{s / base_s:.2f}x | {rss / 1024:.1f} MiB |")

@@ -8,7 +8,7 @@ import urllib.request
 import grpc
 import pytest
 
-from rpc_peer import Process, stream, unary
+from rpc_peer import Process, unary
 
 AGENT = "/kybernate.agent.v1.Agent/"
 

@@ -4,7 +4,6 @@ as the client) with real CRIU, on the zdtm-style workloads of
 tests/workloads, which verify their own state after a restore. Also the
 failure paths: every one must leave the workload running and the store
 without a half-written checkpoint."""
-import errno
 import os
 import pathlib
 import signal

@@ -6,7 +6,6 @@ own PID namespace so a restore gets its old PIDs back."""
 import errno
 import json
 import os
-import pathlib
 import signal
 import socket
 import subprocess

@@ -13,10 +13,10 @@ import re
 import signal
 import subprocess
 import time
-import urllib.request
 import uuid
 
 import pytest
+from operator_proc import OperatorProcess
 
 NS = "operator-test"
 
@@ -25,38 +25,12 @@ def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-class Operator:
+class Operator(OperatorProcess):
     def __init__(self, build_dir, kube, tmp_path, *extra, name="op"):
-        self.log = tmp_path / f"{name}-{time.monotonic_ns()}.log"
-        argv = [str(build_dir / "cmd/kybernate-operator"), f"--kubeconfig={kube.kubeconfig}",
-                "--metrics-address=127.0.0.1:0", "--lease-namespace", NS,
-                "--pod-wait", "3s", "--log-level", "trace", *map(str, extra)]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log, "w"))
-
-    def text(self):
-        return self.log.read_text()
-
-    def wait_log(self, pattern, timeout=30):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            m = re.search(pattern, self.text())
-            if m:
-                return m
-            assert self.proc.poll() is None, f"operator exited:\n{self.text()}"
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {pattern!r}:\n{self.text()}")
-
-    def metrics(self):
-        port = self.wait_log(r"metrics on port (\d+)").group(1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            return r.read().decode()
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=30)
-        return self.proc.returncode
+        super().__init__(build_dir, kube.kubeconfig,
+                         tmp_path / f"{name}-{time.monotonic_ns()}.log",
+                         "--lease-namespace", NS, "--pod-wait", "3s", "--log-level", "trace",
+                         *extra)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import time
 import uuid
 
 import pytest
+from operator_proc import OperatorProcess
 import yaml
 
 from env.common import REPO
@@ -92,32 +93,10 @@ def admin(kube, rbac):
     return client.CoreV1Api(kube.api_client()), client.CustomObjectsApi(kube.api_client())
 
 
-class Operator:
+class Operator(OperatorProcess):
     def __init__(self, build_dir, kubeconfig, log, *extra):
-        self.log = log
-        argv = [str(build_dir / "cmd/kybernate-operator"), f"--kubeconfig={kubeconfig}",
-                "--metrics-address=127.0.0.1:0", "--lease-namespace", SYSTEM_NS,
-                "--pod-wait", "5s", "--log-level", "debug", *map(str, extra)]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
-
-    def text(self):
-        return self.log.read_text()
-
-    def wait_log(self, pattern, timeout=30):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            m = re.search(pattern, self.text())
-            if m:
-                return m
-            assert self.proc.poll() is None, f"operator exited:\n{self.text()}"
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {pattern!r}:\n{self.text()}")
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=30)
-        return self.proc.returncode
+        super().__init__(build_dir, kubeconfig, log, "--lease-namespace", SYSTEM_NS,
+                         "--pod-wait", "5s", "--log-level", "debug", *extra)
 
 
 def make_running_pod(core, name, node="node-rbac"):

@@ -198,7 +198,7 @@ def test_non_root_client_refused_by_peer_credentials(build_dir):
         rc, _, err = server.stop()
         shutil.rmtree(sockdir)
     assert rc == 0
-    assert f"refusing peer pid" in err and f"uid {NOBODY}" in err
+    assert "refusing peer pid" in err and f"uid {NOBODY}" in err
 
 
 def test_second_instance_refused(build_dir, c_server):
