@@ -115,6 +115,12 @@ def test_unauthenticated_is_eperm(driver, kube, tmp_path):
     p = subprocess.run([driver.path, str(cfg), "get", "pods", NS, "x"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and p.stderr.startswith("errno=1 ") and "401" in p.stderr
+    # a watch reports the server's Status too, not its body as a bad event
+    p = subprocess.run([driver.path, str(cfg), "watch", "pods", NS, "0", "5"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and p.stderr.startswith("errno=1 "), p.stderr
+    assert "401" in p.stderr and "Unauthorized" in p.stderr, p.stderr
+    assert "malformed" not in p.stderr, p.stderr
 
 
 def test_kubeconfig_errors_are_clear(driver, tmp_path):

@@ -238,6 +238,18 @@ def test_stuck_request_times_out(operator, k8s):
     assert "phase Checkpointing" in obj["status"]["message"]
 
 
+def test_pod_never_running_times_out(operator, k8s):
+    core, custom = k8s
+    pod, req = unique("pending"), unique("ckpt")
+    make_pod(core, pod, running=False)  # scheduled, never started (an image pull that hangs)
+    make_request(custom, req, pod)
+    assert wait_phase(custom, req, "Pending")["status"]["phase"] == "Pending"
+    obj = wait_phase(custom, req, "Failed", timeout=20)  # --request-timeout 8s
+    assert condition(obj, "Ready")["reason"] == "Timeout"
+    assert re.search(r"container app of pod \S+ not running within 8 s",
+                     obj["status"]["message"]), obj["status"]["message"]
+
+
 def conflicts(operator):
     m = re.search(r'kybernate_operator_reconciles_total\{result="conflict"\} (\d+)',
                   operator.metrics())

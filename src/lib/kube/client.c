@@ -58,6 +58,19 @@ int kyb_kube_client_new(const kyb_kube_config *cfg, const kyb_kube_client_opts *
         return 0;
 }
 
+int kyb_kube_client_clone(const kyb_kube_client *c, unsigned timeout_ms, kyb_kube_client **out,
+                          kyb_error **err)
+{
+        kyb_kube_client_opts o = {.timeout_ms = timeout_ms, .user_agent = c->user_agent};
+
+        return kyb_kube_client_new(&c->cfg, &o, out, err);
+}
+
+void kyb_kube_client_set_timeout(kyb_kube_client *c, unsigned timeout_ms)
+{
+        c->timeout_ms = timeout_ms ? timeout_ms : 30000;
+}
+
 void kyb_kube_client_free(kyb_kube_client *c)
 {
         if (!c)

@@ -432,7 +432,7 @@ void kyb_kube_informer_stats_get(kyb_kube_informer *inf, kyb_kube_informer_stats
         pthread_mutex_unlock(&inf->mu);
 }
 
-void kyb_kube_informer_free(kyb_kube_informer *inf)
+void kyb_kube_informer_stop(kyb_kube_informer *inf)
 {
         if (!inf)
                 return;
@@ -442,6 +442,14 @@ void kyb_kube_informer_free(kyb_kube_informer *inf)
         pthread_mutex_unlock(&inf->mu);
         if (inf->started)
                 pthread_join(inf->thread, NULL);
+        inf->started = false;
+}
+
+void kyb_kube_informer_free(kyb_kube_informer *inf)
+{
+        if (!inf)
+                return;
+        kyb_kube_informer_stop(inf);
         json_decref(inf->cache);
         free(inf->rv);
         free(inf->ns);

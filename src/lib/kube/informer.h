@@ -63,5 +63,10 @@ json_t *kyb_kube_informer_get(kyb_kube_informer *inf, const char *key);
 /* All cached objects (a new array). */
 json_t *kyb_kube_informer_list(kyb_kube_informer *inf);
 void kyb_kube_informer_stats_get(kyb_kube_informer *inf, kyb_kube_informer_stats *out);
-/* Stops the thread (within about a second) and frees everything. */
+/* Stops the thread (within about a second): no handler runs after it
+ * returns, and the cache stays readable until kyb_kube_informer_free. Call
+ * it for every informer whose handlers read another one before freeing any.
+ * Idempotent. */
+void kyb_kube_informer_stop(kyb_kube_informer *inf);
+/* Stops the thread if still running and frees everything. */
 void kyb_kube_informer_free(kyb_kube_informer *inf);

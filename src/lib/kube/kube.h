@@ -72,6 +72,13 @@ int kyb_kube_client_new(const kyb_kube_config *cfg, const kyb_kube_client_opts *
                         kyb_kube_client **out, kyb_error **err);
 /* Safe to call from any thread; requests may run concurrently. */
 void kyb_kube_client_free(kyb_kube_client *c);
+/* A new client with c's configuration and user agent, its own connections
+ * and timeout_ms (0: 30 s). */
+int kyb_kube_client_clone(const kyb_kube_client *c, unsigned timeout_ms, kyb_kube_client **out,
+                          kyb_error **err);
+/* The timeout of later requests; only for a client no other thread uses
+ * meanwhile (the leader election's own). */
+void kyb_kube_client_set_timeout(kyb_kube_client *c, unsigned timeout_ms);
 
 /* A resource kind as the REST API addresses it. */
 typedef struct kyb_kube_resource {

@@ -106,25 +106,43 @@ static int write_lease(kyb_kube_leader *l, json_t *lease, bool release, kyb_erro
         return kyb_kube_update(l->c, &KYB_KUBE_LEASES, lease, NULL, err);
 }
 
-/* One attempt to acquire or renew; true when we hold the lease now. */
-static bool try_acquire(kyb_kube_leader *l)
+/* Bounds the next request by the deadline (monotonic ms): a request that
+ * hangs must not keep a leader acting past its renew deadline. */
+static bool budget(kyb_kube_leader *l, uint64_t deadline, kyb_error **err)
+{
+        uint64_t now = mono_ms();
+
+        if (now + 50 >= deadline) {
+                kyb_error_setf(err, ETIMEDOUT, "lease %s/%s: out of time before the deadline",
+                               l->ns, l->name);
+                return false;
+        }
+        kyb_kube_client_set_timeout(l->c, (unsigned)(deadline - now));
+        return true;
+}
+
+/* One attempt to acquire or renew, over by deadline; true when we hold the
+ * lease now. */
+static bool try_acquire(kyb_kube_leader *l, uint64_t deadline)
 {
         _cleanup_error_ kyb_error *err = NULL;
         _cleanup_json_ json_t *lease = NULL;
         const char *holder;
         int rc;
 
+        if (!budget(l, deadline, NULL))
+                return false;
         rc = kyb_kube_get(l->c, &KYB_KUBE_LEASES, l->ns, l->name, &lease, &err);
         if (rc == -ENOENT) {
                 kyb_error_freep(&err);
-                rc = create_lease(l, &err);
+                rc = budget(l, deadline, &err) ? create_lease(l, &err) : -ETIMEDOUT;
         } else if (rc >= 0) {
                 observe(l, lease);
                 holder = spec_str(lease, "holderIdentity");
                 if (holder && *holder && !same(holder, l->identity) &&
                     mono_ms() < l->observed_at + l->o.lease_ms)
                         return false; /* someone else holds a live lease */
-                rc = write_lease(l, lease, false, &err);
+                rc = budget(l, deadline, &err) ? write_lease(l, lease, false, &err) : -ETIMEDOUT;
         }
         if (rc < 0 && rc != -ESTALE && rc != -EEXIST && l->o.on_error)
                 l->o.on_error(l->o.ctx, err);
@@ -135,6 +153,7 @@ static void release(kyb_kube_leader *l)
 {
         _cleanup_json_ json_t *lease = NULL;
 
+        kyb_kube_client_set_timeout(l->c, l->o.renew_deadline_ms);
         if (kyb_kube_get(l->c, &KYB_KUBE_LEASES, l->ns, l->name, &lease, NULL) == 0 &&
             same(spec_str(lease, "holderIdentity"), l->identity))
                 write_lease(l, lease, true, NULL);
@@ -158,17 +177,19 @@ static bool wait_ms(kyb_kube_leader *l, unsigned ms)
 
 static void step(kyb_kube_leader *l)
 {
-        bool held = try_acquire(l);
-        uint64_t now = mono_ms();
+        uint64_t start = mono_ms();
+        bool leading = atomic_load(&l->leading);
+        /* A leader's attempts end by its renew deadline, so it steps down
+         * before any other candidate can see the lease expire. */
+        bool held = try_acquire(l, (leading ? l->last_renew : start) + l->o.renew_deadline_ms);
 
-        if (held)
-                l->last_renew = now;
-        if (held && !atomic_load(&l->leading)) {
+        if (held) /* when the attempt began: the lease was written after */
+                l->last_renew = start;
+        if (held && !leading) {
                 atomic_store(&l->leading, true);
                 if (l->o.on_started)
                         l->o.on_started(l->o.ctx);
-        } else if (!held && atomic_load(&l->leading) &&
-                   now >= l->last_renew + l->o.renew_deadline_ms) {
+        } else if (!held && leading && mono_ms() >= l->last_renew + l->o.renew_deadline_ms) {
                 atomic_store(&l->leading, false);
                 if (l->o.on_stopped)
                         l->o.on_stopped(l->o.ctx);
@@ -200,11 +221,24 @@ int kyb_kube_leader_start(kyb_kube_client *c, const kyb_kube_leader_opts *opts,
 
         if (!l)
                 return kyb_error_set(err, ENOMEM, "leader election");
-        l->c = c;
         l->o = *opts;
         l->o.lease_ms = opts->lease_ms ? opts->lease_ms : 15000;
         l->o.renew_deadline_ms = opts->renew_deadline_ms ? opts->renew_deadline_ms : 10000;
         l->o.retry_ms = opts->retry_ms ? opts->retry_ms : 2000;
+        if (l->o.renew_deadline_ms >= l->o.lease_ms || l->o.retry_ms >= l->o.renew_deadline_ms) {
+                kyb_error_setf(err, EINVAL,
+                               "leader election: needs retry (%u ms) < renew deadline (%u ms) < "
+                               "lease duration (%u ms)",
+                               l->o.retry_ms, l->o.renew_deadline_ms, l->o.lease_ms);
+                free(l);
+                return -EINVAL;
+        }
+        /* Its own connections and timeouts: the lease is never queued behind
+         * the controllers' requests. */
+        if ((e = kyb_kube_client_clone(c, l->o.renew_deadline_ms, &l->c, err)) < 0) {
+                free(l);
+                return e;
+        }
         l->ns = strdup(opts->ns);
         l->name = strdup(opts->name);
         l->identity = strdup(opts->identity);
@@ -245,6 +279,7 @@ void kyb_kube_leader_free(kyb_kube_leader *l)
         pthread_mutex_unlock(&l->mu);
         if (join)
                 pthread_join(l->thread, NULL);
+        kyb_kube_client_free(l->c);
         free(l->observed_holder);
         free(l->observed_renew);
         free(l->ns);

@@ -21,6 +21,8 @@ typedef struct watch_state {
         char *last_version;
         int rc;          /* first failure; stops the transfer */
         kyb_error *fail; /* its message */
+        CURL *h;
+        long http; /* the response's status, once known */
 } watch_state;
 
 static int event_type(const char *t, kyb_kube_event_type *out)
@@ -99,6 +101,10 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
         watch_state *w = arg;
         size_t total = size * n, done = 0;
 
+        if (!w->http)
+                curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &w->http);
+        if (w->http < 200 || w->http > 299) /* a Status, not events: kept whole */
+                return (w->rc = append(w, p, total)) < 0 ? 0 : total;
         while (done < total && w->rc >= 0) {
                 char *nl = memchr(p + done, '\n', total - done);
                 size_t chunk = nl ? (size_t)(nl - (p + done)) : total - done;
@@ -157,8 +163,11 @@ static int run_watch(kyb_kube_client *c, CURL *h, struct curl_slist *headers, co
         /* The server ends the stream after timeoutSeconds; this only catches
          * a server that went silent. */
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(timeout_s + 60) * 1000);
+        w->h = h;
         cc = curl_easy_perform(h);
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &http);
+        if (cc == CURLE_OK && (http < 200 || http > 299))
+                return kube_status_error(http, "GET", path, w->line, w->len, err);
         if (w->rc < 0 && w->fail)
                 return kyb_error_move(err, &w->fail);
         if (w->rc < 0) /* the caller's handler stopped it */
@@ -168,8 +177,6 @@ static int run_watch(kyb_kube_client *c, CURL *h, struct curl_slist *headers, co
         if (cc != CURLE_OK)
                 return kyb_error_setf(err, cc == CURLE_COULDNT_CONNECT ? ECONNREFUSED : EIO,
                                       "watch %s: %s", path, curl_easy_strerror(cc));
-        if (http < 200 || http > 299)
-                return kube_status_error(http, "GET", path, w->line, w->len, err);
         return 0;
 }
 

@@ -297,23 +297,32 @@ static bool is_running(kyb_nodectl *n, const char *key)
         return r;
 }
 
-static void set_finished(kyb_nodectl *n, const char *key, const char *id)
+/* Remembers how this process's run of a request ended (error: NULL when
+ * the checkpoint was committed) until the request's status shows it; id
+ * NULL forgets. */
+static void set_finished(kyb_nodectl *n, const char *key, const char *id, const char *error)
 {
         pthread_mutex_lock(&n->mu);
         if (id)
-                json_object_set_new(n->finished, key, json_string(id));
+                json_object_set_new(n->finished, key,
+                                    json_pack("{s:s, s:s?}", "id", id, "failure", error));
         else
                 json_object_del(n->finished, key);
         pthread_mutex_unlock(&n->mu);
 }
 
-/* Did this process already checkpoint this request (the cache lags)? */
-static bool was_finished(kyb_nodectl *n, const char *key, const char *id)
+/* Did this process already run this request? *error (may be NULL) gets
+ * the run's error message, NULL when it committed. */
+static bool was_finished(kyb_nodectl *n, const char *key, const char *id, char **error)
 {
+        const json_t *f;
         bool r;
 
         pthread_mutex_lock(&n->mu);
-        r = id && !strcmp(json_string_value(json_object_get(n->finished, key)) ?: "", id);
+        f = json_object_get(n->finished, key);
+        r = id && f && !strcmp(sget(f, "id") ?: "", id);
+        if (error)
+                *error = r && sget(f, "failure") ? strdup(sget(f, "failure")) : NULL;
         pthread_mutex_unlock(&n->mu);
         return r;
 }
@@ -328,16 +337,22 @@ static int checkpoint(kyb_nodectl *n, const char *key, const json_t *req)
         /* The caller marked the key running before it claimed it. */
         kyb_log_info("checkpointrequest %s: checkpointing", key);
         rc = run_job(n, req, result, &err);
-        set_finished(n, key, sget(json_object_get(req, "status"), "checkpointID"));
-        mark_running(n, key, false);
         if (rc < 0) {
                 _cleanup_free_ char *msg = NULL;
 
                 if (asprintf(&msg, "checkpoint: %s", kyb_error_message(err)) < 0)
-                        return -ENOMEM;
-                return fail(n, req, "Checkpointing",
-                            &(failure){"CheckpointFailed", msg, "Checkpointed"});
+                        msg = NULL;
+                /* Kept so that a retry after a failed status write reports
+                 * this run's error instead of checkpointing again. */
+                set_finished(n, key, sget(json_object_get(req, "status"), "checkpointID"),
+                             msg ?: "checkpoint failed");
+                mark_running(n, key, false);
+                return fail(
+                    n, req, "Checkpointing",
+                    &(failure){"CheckpointFailed", msg ?: "checkpoint failed", "Checkpointed"});
         }
+        set_finished(n, key, sget(json_object_get(req, "status"), "checkpointID"), NULL);
+        mark_running(n, key, false);
         kyb_error_freep(&err);
         rc = write_status(n, req, ns, name, "Checkpointing", edit_uploading, result, NULL, &err);
         if (rc < 0)
@@ -428,17 +443,23 @@ static int uploading(kyb_nodectl *n, const char *key, const json_t *req, uint64_
         return rc;
 }
 
-/* A request left in Checkpointing by a previous agent process. */
+/*
+ * A request at Checkpointing that no worker runs: left by a previous agent
+ * process, or run by this one whose status write did not go through (or
+ * did, and the cache has not caught up).
+ */
 static int resume(kyb_nodectl *n, const char *key, const json_t *cached)
 {
         const char *ns = kyb_kube_meta(cached, "namespace"), *name = kyb_kube_meta(cached, "name");
         _cleanup_json_ json_t *result = json_object(), *req = NULL;
         _cleanup_error_ kyb_error *err = NULL;
+        _cleanup_free_ char *failed = NULL;
         const json_t *st;
+        bool ours;
         int rc;
 
-        if (was_finished(n, key, sget(json_object_get(cached, "status"), "checkpointID")))
-                return 0; /* our own run ended; the cache has not caught up */
+        ours =
+            was_finished(n, key, sget(json_object_get(cached, "status"), "checkpointID"), &failed);
         /* Decide on the live object, never on a possibly stale cache. */
         if ((rc = kyb_kube_get(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, ns, name, &req, &err)) < 0)
                 return rc == -ENOENT ? 0 : rc;
@@ -446,11 +467,15 @@ static int resume(kyb_nodectl *n, const char *key, const json_t *cached)
         if (strcmp(sget(st, "phase") ?: "", "Checkpointing") ||
             strcmp(sget(st, "nodeName") ?: "", n->node))
                 return 0;
+        if (failed) /* this process's run failed; recording that did not go through */
+                return fail(n, req, "Checkpointing",
+                            &(failure){"CheckpointFailed", failed, "Checkpointed"});
         if (!n->engine.exists(n->engine.ctx, sget(st, "checkpointID") ?: "", result)) {
                 mark_running(n, key, true);
                 return checkpoint(n, key, req); /* the old run rolled back: again */
         }
-        kyb_log_info("checkpointrequest %s: found committed after a restart", key);
+        kyb_log_info("checkpointrequest %s: found committed %s", key,
+                     ours ? "(recording it again)" : "after a restart");
         return write_status(n, req, ns, name, "Checkpointing", edit_uploading, result, NULL, &err);
 }
 
@@ -468,7 +493,7 @@ static int reconcile(kyb_nodectl *n, const char *key, uint64_t *requeue)
         if (!strcmp(phase, "Checkpointing") && !is_running(n, key))
                 return resume(n, key, req);
         if (strcmp(phase, "Checkpointing"))
-                set_finished(n, key, NULL); /* the cache caught up */
+                set_finished(n, key, NULL, NULL); /* the cache caught up */
         if (!strcmp(phase, "Uploading"))
                 return uploading(n, key, req, requeue);
         return 0;
@@ -573,13 +598,15 @@ void kyb_nodectl_free(kyb_nodectl *n)
 {
         if (!n)
                 return;
-        /* Stop events first, then let the workers finish what they hold. */
-        kyb_kube_informer_free(n->inf);
+        /* Stop events first, then let the workers finish what they hold;
+         * they read the cache, so it goes last. */
+        kyb_kube_informer_stop(n->inf);
         if (n->q)
                 kyb_workqueue_shutdown(n->q);
         for (size_t i = 0; i < n->n_workers; i++)
                 pthread_join(n->workers[i], NULL);
         free(n->workers);
+        kyb_kube_informer_free(n->inf);
         kyb_workqueue_free(n->q);
         json_decref(n->running);
         json_decref(n->finished);

@@ -188,8 +188,15 @@ static int reconcile_pending(rctx *r, kyb_error **err)
                                op_sget(spec, "containerName") ?: "(other than the sidecar)");
         if (!op_sget(json_object_get(pod, "spec"), "nodeName") || !phase ||
             strcmp(phase, "Running") || !container_running(pod, container)) {
+                if (r->now - since >= r->op->cfg.request_timeout_ms * 1000000)
+                        return op_fail(r, "Timeout", err,
+                                       "container %s of pod %s not running within %lld s "
+                                       "(pod phase %s)",
+                                       container, op_sget(spec, "podName"),
+                                       (long long)(r->op->cfg.request_timeout_ms / 1000),
+                                       phase ?: "unknown");
                 *r->requeue_ms = ms_left(r, since, r->op->cfg.request_timeout_ms);
-                return 0; /* the pod's next change wakes us */
+                return 0; /* the pod's next change wakes us sooner */
         }
         return assign(r, pod, container, err);
 }

@@ -134,6 +134,7 @@ static void on_req_add(void *ctx, json_t *obj)
 
 static void on_req_update(void *ctx, json_t *old, json_t *obj)
 {
+        index_request(ctx, old, false); /* spec.podName may have changed */
         on_req_add(ctx, obj);
 }
 
@@ -633,13 +634,22 @@ void kyb_operator_free(kyb_operator *op)
 {
         if (!op)
                 return;
-        /* Workers finish their current key; then the lease is released. */
+        /* Workers finish their current key (those still waiting to lead
+         * give up); then the lease is released. */
+        kyb_operator_stop(op);
         if (op->q)
                 kyb_workqueue_shutdown(op->q);
         for (size_t i = 0; i < op->n_workers; i++)
                 pthread_join(op->workers[i], NULL);
         free(op->workers);
         kyb_kube_leader_free(op->leader);
+        /* Pod and node handlers read the policy cache: no handler may run
+         * once any informer is freed. */
+        kyb_kube_informer_stop(op->requests);
+        kyb_kube_informer_stop(op->restores);
+        kyb_kube_informer_stop(op->policies);
+        kyb_kube_informer_stop(op->nodes);
+        kyb_kube_informer_stop(op->pods);
         kyb_kube_informer_free(op->requests);
         kyb_kube_informer_free(op->restores);
         kyb_kube_informer_free(op->policies);
