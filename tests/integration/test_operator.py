@@ -352,6 +352,16 @@ def test_bad_kubeconfig_is_a_clear_error(build_dir, tmp_path):
     assert f"kubeconfig {tmp_path}/missing" in p.stderr and "No such file" in p.stderr
 
 
+def test_election_timing_is_checked(build_dir, kube, k8s):
+    p = subprocess.run([str(build_dir / "cmd/kybernate-operator"),
+                        f"--kubeconfig={kube.kubeconfig}", "--metrics-address=",
+                        "--lease-namespace", NS, "--lease-name", unique("lease"),
+                        "--lease-duration", "5s", "--renew-deadline", "10s"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, p.stderr
+    assert "renew deadline (10000 ms) < lease duration (5000 ms)" in p.stderr, p.stderr
+
+
 # ---- RestoreRequest -------------------------------------------------------------
 
 
