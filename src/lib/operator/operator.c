@@ -134,7 +134,12 @@ static void on_req_add(void *ctx, json_t *obj)
 
 static void on_req_update(void *ctx, json_t *old, json_t *obj)
 {
-        index_request(ctx, old, false); /* spec.podName may have changed */
+        _cleanup_free_ char *was = ckpt_pod_key(old), *is = ckpt_pod_key(obj);
+
+        /* Only when spec.podName changed: a request briefly missing from
+         * the index would miss its pod's wake-up. */
+        if (was && (!is || strcmp(was, is)))
+                index_request(ctx, old, false);
         on_req_add(ctx, obj);
 }
 
@@ -580,8 +585,11 @@ static void idle_tick(kyb_operator *op)
 
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += OP_TRIM_INTERVAL_S;
-        if (pthread_cond_timedwait(&op->cv, &op->mu, &until) == ETIMEDOUT)
+        if (pthread_cond_timedwait(&op->cv, &op->mu, &until) == ETIMEDOUT) {
+                pthread_mutex_unlock(&op->mu);
                 malloc_trim(0);
+                pthread_mutex_lock(&op->mu);
+        }
 }
 
 int kyb_operator_run(kyb_operator *op, kyb_error **err)
