@@ -10,6 +10,8 @@
  * Usage: nodectl_noop KUBECONFIG NODE RESULT_DIR [WORKERS]
  * Runs until SIGTERM or SIGINT, then prints {"checkpoints": N, "errors": E}
  * on stdout. Log level: $NODECTL_NOOP_LOG_LEVEL (default info, as the agent).
+ * $NODECTL_NOOP_DELAY_MS makes each checkpoint take that long (tests use it
+ * to fail the API server in the middle of one).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +28,7 @@
 
 typedef struct noop {
         const char *result_dir;
+        unsigned delay_ms;
         atomic_long checkpoints, errors;
 } noop;
 
@@ -72,7 +75,11 @@ static int noop_checkpoint(void *ctx, const kyb_nodectl_job *job, json_t *status
                            kyb_error **err)
 {
         noop *n = ctx;
-        int rc = write_result(n, job->checkpoint_id, err);
+        int rc;
+
+        if (n->delay_ms)
+                usleep(n->delay_ms * 1000u);
+        rc = write_result(n, job->checkpoint_id, err);
 
         if (rc < 0) {
                 atomic_fetch_add(&n->errors, 1);
@@ -115,6 +122,9 @@ int main(int argc, char **argv)
                 return 2;
         }
         n.result_dir = argv[3];
+        n.delay_ms = getenv("NODECTL_NOOP_DELAY_MS")
+                         ? (unsigned)strtoul(getenv("NODECTL_NOOP_DELAY_MS"), NULL, 10)
+                         : 0;
         o.node_name = argv[2];
         o.result_dir = argv[3];
         o.workers = argc == 5 ? (unsigned)strtoul(argv[4], NULL, 10) : 0;

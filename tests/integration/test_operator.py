@@ -9,6 +9,7 @@ the status subresource, which is what a kubelet does; the node side of the
 life cycle (Checkpointing -> Succeeded) is written by the test the way the
 node agent writes it."""
 import json
+import os
 import re
 import signal
 import subprocess
@@ -350,6 +351,46 @@ def test_bad_kubeconfig_is_a_clear_error(build_dir, tmp_path):
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 1
     assert f"kubeconfig {tmp_path}/missing" in p.stderr and "No such file" in p.stderr
+
+
+def test_node_records_its_checkpoint_after_an_apiserver_outage(build_dir, kube, k8s, tmp_path):
+    """The API server goes away while the node runs a checkpoint: the node's
+    status write after it fails, and the retry records that same run once
+    the server is back instead of dropping it or checkpointing again."""
+    core, custom = k8s
+    ns = unique("outage")  # its own operator, with a request timeout the outage fits in
+    kube.ensure_namespace(ns)
+    op = Operator(build_dir, kube, tmp_path, "--watch-namespace", ns, "--lease-name", ns,
+                  "--request-timeout", "120s", "--lease-duration", "60s",
+                  "--renew-deadline", "45s", name="outage")
+    op.wait_log("leading now")
+    node, pod, req = unique("outage-node"), unique("outage"), unique("ckpt")
+    results = tmp_path / "results"
+    results.mkdir()
+    log = tmp_path / "node.log"
+    env = {**os.environ, "NODECTL_NOOP_DELAY_MS": "3000", "NODECTL_NOOP_LOG_LEVEL": "debug"}
+    node_proc = subprocess.Popen([str(build_dir / "bench/nodectl_noop"), str(kube.kubeconfig),
+                                  node, str(results), "1"], env=env, stdout=subprocess.PIPE,
+                                 stderr=open(log, "w"), text=True)
+    try:
+        wait_for(lambda: "running" in log.read_text(), what="node controller up")
+        make_pod(core, pod, node=node, ns=ns)
+        make_request(custom, req, pod, ns=ns)
+        wait_phase(custom, req, "Checkpointing", timeout=30, ns=ns)
+        kube.stop_apiserver()  # the 3 s checkpoint ends while it is down
+        try:
+            time.sleep(4.5)
+        finally:
+            kube.start_apiserver()
+        obj = wait_phase(custom, req, "Succeeded", timeout=60, ns=ns)
+        assert obj["status"]["artifactURI"].endswith(obj["status"]["checkpointID"])
+        assert "recording the checkpoint again" in log.read_text()
+    finally:
+        node_proc.send_signal(signal.SIGTERM)
+        out, _ = node_proc.communicate(timeout=30)
+        assert op.stop() == 0, op.text()
+    assert node_proc.returncode == 0, log.read_text()
+    assert json.loads(out.strip().splitlines()[-1]) == {"checkpoints": 1, "errors": 0}
 
 
 def test_election_timing_is_checked(build_dir, kube, k8s):

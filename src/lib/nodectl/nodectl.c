@@ -297,34 +297,39 @@ static bool is_running(kyb_nodectl *n, const char *key)
         return r;
 }
 
-/* Remembers how this process's run of a request ended (error: NULL when
- * the checkpoint was committed) until the request's status shows it; id
- * NULL forgets. */
-static void set_finished(kyb_nodectl *n, const char *key, const char *id, const char *error)
+/*
+ * Remembers how this process's run of a request ended, {"id", "result"} or
+ * {"id", "failure"}, until the request's status shows it; run NULL forgets.
+ */
+static void set_finished(kyb_nodectl *n, const char *key, json_t *run)
 {
         pthread_mutex_lock(&n->mu);
-        if (id)
-                json_object_set_new(n->finished, key,
-                                    json_pack("{s:s, s:s?}", "id", id, "failure", error));
+        if (run)
+                json_object_set_new(n->finished, key, run);
         else
                 json_object_del(n->finished, key);
         pthread_mutex_unlock(&n->mu);
 }
 
-/* Did this process already run this request? *error (may be NULL) gets
- * the run's error message, NULL when it committed. */
-static bool was_finished(kyb_nodectl *n, const char *key, const char *id, char **error)
+static json_t *run_outcome(const json_t *req, const json_t *result, const char *error)
 {
-        const json_t *f;
-        bool r;
+        const char *id = sget(json_object_get(req, "status"), "checkpointID");
+
+        return json_pack("{s:s, s:s?, s:o?}", "id", id ?: "", "failure", error, "result",
+                         result ? json_deep_copy(result) : NULL);
+}
+
+/* This process's run of the request with checkpoint ID id (a new
+ * reference), or NULL. */
+static json_t *finished_run(kyb_nodectl *n, const char *key, const char *id)
+{
+        json_t *f;
 
         pthread_mutex_lock(&n->mu);
         f = json_object_get(n->finished, key);
-        r = id && f && !strcmp(sget(f, "id") ?: "", id);
-        if (error)
-                *error = r && sget(f, "failure") ? strdup(sget(f, "failure")) : NULL;
+        f = id && f && !strcmp(sget(f, "id") ?: "", id) ? json_incref(f) : NULL;
         pthread_mutex_unlock(&n->mu);
-        return r;
+        return f;
 }
 
 static int checkpoint(kyb_nodectl *n, const char *key, const json_t *req)
@@ -344,14 +349,13 @@ static int checkpoint(kyb_nodectl *n, const char *key, const json_t *req)
                         msg = NULL;
                 /* Kept so that a retry after a failed status write reports
                  * this run's error instead of checkpointing again. */
-                set_finished(n, key, sget(json_object_get(req, "status"), "checkpointID"),
-                             msg ?: "checkpoint failed");
+                set_finished(n, key, run_outcome(req, NULL, msg ?: "checkpoint failed"));
                 mark_running(n, key, false);
                 return fail(
                     n, req, "Checkpointing",
                     &(failure){"CheckpointFailed", msg ?: "checkpoint failed", "Checkpointed"});
         }
-        set_finished(n, key, sget(json_object_get(req, "status"), "checkpointID"), NULL);
+        set_finished(n, key, run_outcome(req, result, NULL));
         mark_running(n, key, false);
         kyb_error_freep(&err);
         rc = write_status(n, req, ns, name, "Checkpointing", edit_uploading, result, NULL, &err);
@@ -453,13 +457,12 @@ static int resume(kyb_nodectl *n, const char *key, const json_t *cached)
         const char *ns = kyb_kube_meta(cached, "namespace"), *name = kyb_kube_meta(cached, "name");
         _cleanup_json_ json_t *result = json_object(), *req = NULL;
         _cleanup_error_ kyb_error *err = NULL;
-        _cleanup_free_ char *failed = NULL;
+        _cleanup_json_ json_t *run =
+            finished_run(n, key, sget(json_object_get(cached, "status"), "checkpointID"));
+        const char *failed = sget(run, "failure");
         const json_t *st;
-        bool ours;
         int rc;
 
-        ours =
-            was_finished(n, key, sget(json_object_get(cached, "status"), "checkpointID"), &failed);
         /* Decide on the live object, never on a possibly stale cache. */
         if ((rc = kyb_kube_get(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, ns, name, &req, &err)) < 0)
                 return rc == -ENOENT ? 0 : rc;
@@ -470,12 +473,16 @@ static int resume(kyb_nodectl *n, const char *key, const json_t *cached)
         if (failed) /* this process's run failed; recording that did not go through */
                 return fail(n, req, "Checkpointing",
                             &(failure){"CheckpointFailed", failed, "Checkpointed"});
+        if (run) { /* this process's run committed; recording that did not go through */
+                kyb_log_info("checkpointrequest %s: recording the checkpoint again", key);
+                return write_status(n, req, ns, name, "Checkpointing", edit_uploading,
+                                    json_object_get(run, "result"), NULL, &err);
+        }
         if (!n->engine.exists(n->engine.ctx, sget(st, "checkpointID") ?: "", result)) {
                 mark_running(n, key, true);
                 return checkpoint(n, key, req); /* the old run rolled back: again */
         }
-        kyb_log_info("checkpointrequest %s: found committed %s", key,
-                     ours ? "(recording it again)" : "after a restart");
+        kyb_log_info("checkpointrequest %s: found committed after a restart", key);
         return write_status(n, req, ns, name, "Checkpointing", edit_uploading, result, NULL, &err);
 }
 
@@ -493,7 +500,7 @@ static int reconcile(kyb_nodectl *n, const char *key, uint64_t *requeue)
         if (!strcmp(phase, "Checkpointing") && !is_running(n, key))
                 return resume(n, key, req);
         if (strcmp(phase, "Checkpointing"))
-                set_finished(n, key, NULL, NULL); /* the cache caught up */
+                set_finished(n, key, NULL); /* the cache caught up */
         if (!strcmp(phase, "Uploading"))
                 return uploading(n, key, req, requeue);
         return 0;
