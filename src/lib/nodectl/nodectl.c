@@ -60,30 +60,30 @@ static int64_t generation(const json_t *obj)
 
 typedef void (*status_edit)(json_t *status, const json_t *req, void *arg);
 
-/* The object to edit: the hint when it is at the expected phase (the write
- * is conditional on its resourceVersion, so a stale hint costs a conflict,
- * never a wrong write), otherwise the live object. */
-static int status_base(kyb_nodectl *n, const json_t *hint, const char *ns, const char *name,
-                       const char *expect_phase, json_t **out, kyb_error **err)
+/* What the first attempt edits: known when it is at the expected phase (the
+ * write is conditional on its resourceVersion, so a stale copy costs a
+ * conflict, never a wrong write); otherwise, and on every retry, the live
+ * object. */
+static int status_base(kyb_nodectl *n, const json_t *known, bool reread, const char *phase,
+                       json_t **out, kyb_error **err)
 {
-        const char *phase = sget(json_object_get(hint, "status"), "phase");
+        const char *is = sget(json_object_get(known, "status"), "phase");
 
-        if (hint && (!expect_phase || (phase && !strcmp(phase, expect_phase))))
-                return (*out = json_deep_copy(hint)) ? 0 : kyb_error_set(err, ENOMEM, "status");
-        return kyb_kube_get(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, ns, name, out, err);
+        if (!reread && is && !strcmp(is, phase))
+                return (*out = json_deep_copy(known)) ? 0 : kyb_error_set(err, ENOMEM, "status");
+        return kyb_kube_get(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, kyb_kube_meta(known, "namespace"),
+                            kyb_kube_meta(known, "name"), out, err);
 }
 
 /*
- * Applies edit to the request's latest status and writes it, re-reading on
+ * Applies edit to the status of request known and writes it, re-reading on
  * conflict: the outcome of a checkpoint that took minutes must not be lost
- * to an operator that wrote a condition meanwhile. expect_phase guards
- * against acting on a request someone else moved on (NULL: any phase).
- * The first attempt edits hint (NULL: read first); written, if given, gets
- * the object as stored.
+ * to an operator that wrote a condition meanwhile. phase guards against
+ * acting on a request someone else moved on. written, if given, gets the
+ * object as stored.
  */
-static int write_status(kyb_nodectl *n, const json_t *hint, const char *ns, const char *name,
-                        const char *expect_phase, status_edit edit, void *arg, json_t **written,
-                        kyb_error **err)
+static int write_status(kyb_nodectl *n, const json_t *known, const char *phase, status_edit edit,
+                        void *arg, json_t **written, kyb_error **err)
 {
         int rc = -ESTALE;
 
@@ -92,14 +92,14 @@ static int write_status(kyb_nodectl *n, const json_t *hint, const char *ns, cons
                 json_t *st;
 
                 kyb_error_freep(err);
-                if ((rc = status_base(n, i ? NULL : hint, ns, name, expect_phase, &req, err)) < 0)
+                if ((rc = status_base(n, known, i > 0, phase, &req, err)) < 0)
                         return rc;
                 st = json_object_get(req, "status");
                 if (!json_is_object(st))
                         json_object_set_new(req, "status", st = json_object());
-                if (expect_phase && strcmp(sget(st, "phase") ?: "", expect_phase))
+                if (strcmp(sget(st, "phase") ?: "", phase))
                         return kyb_error_setf(err, ESTALE, "request is %s now, not %s",
-                                              sget(st, "phase") ?: "(none)", expect_phase);
+                                              sget(st, "phase") ?: "(none)", phase);
                 edit(st, req, arg);
                 json_object_set_new(st, "observedGeneration", json_integer(generation(req)));
                 rc = kyb_kube_update_status(n->c, &KYB_KUBE_CHECKPOINT_REQUESTS, req, written, err);
@@ -178,7 +178,7 @@ static int fail(kyb_nodectl *n, const json_t *hint, const char *expect, const fa
         const char *ns = kyb_kube_meta(hint, "namespace"), *name = kyb_kube_meta(hint, "name");
         _cleanup_error_ kyb_error *err = NULL;
         _cleanup_json_ json_t *req = NULL;
-        int rc = write_status(n, hint, ns, name, expect, edit_failed, (void *)f, &req, &err);
+        int rc = write_status(n, hint, expect, edit_failed, (void *)f, &req, &err);
 
         if (rc < 0) {
                 kyb_log_error_ctx(err, "checkpointrequest %s/%s: recording failure", ns, name);
@@ -334,7 +334,6 @@ static json_t *finished_run(kyb_nodectl *n, const char *key, const char *id)
 
 static int checkpoint(kyb_nodectl *n, const char *key, const json_t *req)
 {
-        const char *ns = kyb_kube_meta(req, "namespace"), *name = kyb_kube_meta(req, "name");
         _cleanup_error_ kyb_error *err = NULL;
         _cleanup_json_ json_t *result = json_object();
         int rc;
@@ -344,21 +343,22 @@ static int checkpoint(kyb_nodectl *n, const char *key, const json_t *req)
         rc = run_job(n, req, result, &err);
         if (rc < 0) {
                 _cleanup_free_ char *msg = NULL;
+                const char *why;
 
                 if (asprintf(&msg, "checkpoint: %s", kyb_error_message(err)) < 0)
                         msg = NULL;
+                why = msg ?: "checkpoint failed";
                 /* Kept so that a retry after a failed status write reports
                  * this run's error instead of checkpointing again. */
-                set_finished(n, key, run_outcome(req, NULL, msg ?: "checkpoint failed"));
+                set_finished(n, key, run_outcome(req, NULL, why));
                 mark_running(n, key, false);
-                return fail(
-                    n, req, "Checkpointing",
-                    &(failure){"CheckpointFailed", msg ?: "checkpoint failed", "Checkpointed"});
+                return fail(n, req, "Checkpointing",
+                            &(failure){"CheckpointFailed", why, "Checkpointed"});
         }
         set_finished(n, key, run_outcome(req, result, NULL));
         mark_running(n, key, false);
         kyb_error_freep(&err);
-        rc = write_status(n, req, ns, name, "Checkpointing", edit_uploading, result, NULL, &err);
+        rc = write_status(n, req, "Checkpointing", edit_uploading, result, NULL, &err);
         if (rc < 0)
                 kyb_log_error_ctx(err, "checkpointrequest %s: recording the checkpoint", key);
         else
@@ -421,7 +421,6 @@ static int64_t uploading_since(const json_t *st)
 static int uploading(kyb_nodectl *n, const char *key, const json_t *req, uint64_t *requeue)
 {
         const json_t *st = json_object_get(req, "status");
-        const char *ns = kyb_kube_meta(req, "namespace"), *name = kyb_kube_meta(req, "name");
         _cleanup_error_ kyb_error *err = NULL;
         _cleanup_json_ json_t *up = NULL;
         int rc;
@@ -439,7 +438,7 @@ static int uploading(kyb_nodectl *n, const char *key, const json_t *req, uint64_
                 return fail(n, req, "Uploading",
                             &(failure){"UploadFailed", "the sidecar's result file is malformed",
                                        "Uploaded"});
-        rc = write_status(n, req, ns, name, "Uploading", edit_succeeded, up, NULL, &err);
+        rc = write_status(n, req, "Uploading", edit_succeeded, up, NULL, &err);
         if (rc < 0 && rc != -ESTALE)
                 kyb_log_error_ctx(err, "checkpointrequest %s: recording the upload", key);
         else if (rc >= 0)
@@ -475,7 +474,7 @@ static int resume(kyb_nodectl *n, const char *key, const json_t *cached)
                             &(failure){"CheckpointFailed", failed, "Checkpointed"});
         if (run) { /* this process's run committed; recording that did not go through */
                 kyb_log_info("checkpointrequest %s: recording the checkpoint again", key);
-                return write_status(n, req, ns, name, "Checkpointing", edit_uploading,
+                return write_status(n, req, "Checkpointing", edit_uploading,
                                     json_object_get(run, "result"), NULL, &err);
         }
         if (!n->engine.exists(n->engine.ctx, sget(st, "checkpointID") ?: "", result)) {
@@ -483,7 +482,7 @@ static int resume(kyb_nodectl *n, const char *key, const json_t *cached)
                 return checkpoint(n, key, req); /* the old run rolled back: again */
         }
         kyb_log_info("checkpointrequest %s: found committed after a restart", key);
-        return write_status(n, req, ns, name, "Checkpointing", edit_uploading, result, NULL, &err);
+        return write_status(n, req, "Checkpointing", edit_uploading, result, NULL, &err);
 }
 
 static int reconcile(kyb_nodectl *n, const char *key, uint64_t *requeue)
